@@ -1,0 +1,38 @@
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import { loadNative } from './lib/native'
+import { resolveOptions, type FastifyReuseportOptions } from './lib/options'
+import { isSupervised, patchListen } from './lib/listen'
+
+export type { FastifyReuseportOptions } from './lib/options'
+export type { StartOptions, SupervisorHandle, SlotState, SlotInfo } from './lib/supervisor'
+export { start } from './lib/supervisor'
+export { steerProgram } from './lib/steering'
+
+declare module 'fastify' {
+  interface FastifyListenOptions {
+    /** Serve an already listening socket (the supervisor hands each worker its slot's fd). */
+    fd?: number
+  }
+}
+
+async function fastifyReuseport (fastify: FastifyInstance, opts: FastifyReuseportOptions): Promise<void> {
+  const options = resolveOptions(opts)
+  // A worker's slot fds are served by Node itself: it needs no addon.
+  const { binding, reason } = isSupervised() ? { binding: null, reason: null } : loadNative()
+  if (reason !== null) {
+    fastify.log.warn({ code: 'FST_REUSEPORT_UNSUPPORTED' }, `fastify-reuseport: ${reason}; listening without SO_REUSEPORT`)
+    return
+  }
+  patchListen(fastify, binding, options)
+}
+
+const plugin = fp(fastifyReuseport, { name: 'fastify-reuseport', fastify: '5.x' })
+
+export { plugin as fastifyReuseport }
+export default plugin
+
+// fastify convention: require('fastify-reuseport') is the plugin itself, with
+// the named exports on it. __esModule stays behind (it is not enumerable), so
+// TypeScript's default-import interop resolves to the plugin too.
+module.exports = Object.assign(plugin, module.exports)

@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+import fs from 'node:fs'
+import { parseArgs } from 'node:util'
+import closeWithGrace from 'close-with-grace'
+import { FST_REUSEPORT_INVALID_ARGUMENT } from './errors'
+import type { Logger } from 'pino'
+import { makeLogger, start, type StartOptions } from './supervisor'
+
+const HELP = `Usage: fastify-reuseport start [options] <app-file>
+
+Runs a Fastify app (a plugin file, as for "fastify start") on N worker
+processes, each serving its own SO_REUSEPORT socket. The supervisor owns the
+sockets, so restarts and crashes reset no connection.
+
+Options (fastify start compatible):
+  -p, --port <port>              Port to listen on (default 3000)        [env: FASTIFY_PORT or PORT]
+  -a, --address <host>           Address to listen on (default localhost,
+                                 0.0.0.0 inside Docker or Kubernetes)    [env: FASTIFY_ADDRESS]
+  -l, --log-level <level>        Log level of the workers (default fatal) and of
+                                 the supervisor (default info)          [env: FASTIFY_LOG_LEVEL]
+  -o, --options                  Use the app's exported options         [env: FASTIFY_OPTIONS]
+  -g, --close-grace-delay <ms>   How long a draining worker may take before it
+                                 is killed (default 10000)              [env: FASTIFY_CLOSE_GRACE_DELAY]
+  -T, --plugin-timeout <ms>      Plugin load timeout (default 10000)    [env: FASTIFY_PLUGIN_TIMEOUT]
+  -x, --prefix <prefix>          Route prefix for the app               [env: FASTIFY_PREFIX]
+  -P, --pretty-logs              Pretty logs (pino-pretty)              [env: FASTIFY_PRETTY_LOGS]
+      --body-limit <bytes>       Maximum request body size              [env: FASTIFY_BODY_LIMIT]
+
+Options (fastify-reuseport):
+  -w, --workers <n|auto>         Worker processes (default auto: the CPUs this
+                                 process may use, after cgroup cpu.max and
+                                 CPU affinity)                          [env: FASTIFY_WORKERS]
+      --backlog <n>              listen(2) backlog per slot (default 511) [env: FASTIFY_BACKLOG]
+      --drain-delay <ms>         On SIGTERM/SIGINT, keep serving this long before
+                                 draining, so load balancers notice (default 0)
+                                                                        [env: FASTIFY_DRAIN_DELAY]
+      --ready-timeout <ms>       How long a new worker may take to be ready
+                                 (default 30000)                        [env: FASTIFY_READY_TIMEOUT]
+  -h, --help                     Show this help
+
+Signals:
+  SIGHUP            rolling restart: each slot gets a new worker (the app is
+                    re-read from disk) before the old one drains
+  SIGTERM, SIGINT   graceful shutdown: drain delay, drain every worker, exit 0;
+                    a second signal exits at once with code 1
+`
+
+const OPTIONS = {
+  port: { type: 'string', short: 'p' },
+  address: { type: 'string', short: 'a' },
+  'log-level': { type: 'string', short: 'l' },
+  options: { type: 'boolean', short: 'o' },
+  'close-grace-delay': { type: 'string', short: 'g' },
+  'plugin-timeout': { type: 'string', short: 'T' },
+  prefix: { type: 'string', short: 'x' },
+  'pretty-logs': { type: 'boolean', short: 'P' },
+  'body-limit': { type: 'string' },
+  workers: { type: 'string', short: 'w' },
+  backlog: { type: 'string' },
+  'drain-delay': { type: 'string' },
+  'ready-timeout': { type: 'string' },
+  help: { type: 'boolean', short: 'h' }
+} as const
+
+type Name = keyof typeof OPTIONS
+
+export interface CliConfig {
+  start: StartOptions & { logger: Logger }
+  drainDelay: number
+}
+
+const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+
+function bad (message: string): never {
+  throw new FST_REUSEPORT_INVALID_ARGUMENT(message)
+}
+
+function envName (name: Name): string {
+  return 'FASTIFY_' + name.toUpperCase().replace(/-/g, '_')
+}
+
+function integer (name: string, value: string, min: number): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < min) bad(`--${name} must be an integer >= ${min}, received '${value}'`)
+  return Number(value)
+}
+
+/** Runs in a container, where fastify-cli listens on 0.0.0.0 (is-docker, isKubernetes). */
+function inContainer (env: NodeJS.ProcessEnv): boolean {
+  if (env.KUBERNETES_SERVICE_HOST !== undefined) return true
+  if (fs.existsSync('/.dockerenv') || fs.existsSync('/run/.containerenv')) return true
+  try {
+    return /docker|kubepods|containerd/.test(fs.readFileSync('/proc/self/cgroup', 'utf8'))
+  } catch {
+    return false
+  }
+}
+
+/** Parses `start [options] <app>`; flags win over FASTIFY_* variables, as in fastify-cli. */
+export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
+  const [command, ...rest] = argv
+  if (command === '--help' || command === '-h' || command === 'help') return 'help'
+  if (command !== 'start') bad(command === undefined ? 'missing command: use "fastify-reuseport start <app-file>"' : `unknown command '${command}': use "fastify-reuseport start <app-file>"`)
+  let parsed
+  try {
+    parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true })
+  } catch (err) {
+    bad((err as Error).message.split('\n')[0] as string)
+  }
+  const { values, positionals } = parsed
+  if (values.help) return 'help'
+  const get = (name: Name): string | undefined => {
+    const v = values[name]
+    if (typeof v === 'string') return v
+    const e = env[envName(name)]
+    return e === undefined || e === '' ? undefined : e
+  }
+  const flag = (name: Name): boolean => values[name] === true || /^(1|true|yes)$/i.test(env[envName(name)] ?? '')
+  if (positionals.length !== 1) bad(positionals.length === 0 ? 'missing the app file: fastify-reuseport start [options] <app-file>' : `expected one app file, received ${positionals.join(' ')}`)
+
+  const portText = get('port') ?? env.PORT ?? '3000'
+  const port = integer('port', portText, 0)
+  if (port > 65535) bad(`--port must be an integer from 0 to 65535, received '${portText}'`)
+  const workersText = get('workers') ?? 'auto'
+  const workers = workersText === 'auto' ? 'auto' : integer('workers', workersText, 1)
+  const logLevel = get('log-level')
+  if (logLevel !== undefined && !LEVELS.has(logLevel)) bad(`--log-level must be one of ${[...LEVELS].join(', ')}, received '${logLevel}'`)
+  const num = (name: Name, min = 0): number | undefined => {
+    const v = get(name)
+    return v === undefined ? undefined : integer(name, v, min)
+  }
+  const app = positionals[0] as string
+  return {
+    start: {
+      app,
+      workers,
+      port,
+      host: get('address') ?? (inContainer(env) ? '0.0.0.0' : 'localhost'),
+      // The app's logger defaults to fatal, as in fastify start; the supervisor's
+      // own lines (slots, reloads, exits) show at info unless -l says otherwise.
+      logLevel: logLevel ?? 'fatal',
+      logger: makeLogger(logLevel ?? 'info', flag('pretty-logs')),
+      prettyLogs: flag('pretty-logs'),
+      options: flag('options'),
+      prefix: get('prefix'),
+      pluginTimeout: num('plugin-timeout'),
+      bodyLimit: num('body-limit', 1),
+      closeGraceDelay: num('close-grace-delay'),
+      readyTimeout: num('ready-timeout', 1),
+      backlog: num('backlog')
+    },
+    drainDelay: num('drain-delay') ?? 0
+  }
+}
+
+function fail (err: Error & { code?: string }): never {
+  const code = err.code ?? err.name
+  const line = err.message.includes(code) ? err.message : `${code}: ${err.message}`
+  process.stderr.write(`fastify-reuseport: ${line}\n`)
+  process.exit(err.code === 'FST_REUSEPORT_INVALID_ARGUMENT' ? 2 : 1)
+}
+
+async function main (): Promise<void> {
+  let config: CliConfig | 'help'
+  try {
+    config = parseCli(process.argv.slice(2))
+  } catch (err) {
+    fail(err as Error)
+  }
+  if (config === 'help') {
+    process.stdout.write(HELP)
+    return
+  }
+  const { drainDelay } = config
+  // The supervisor's own lines show at info unless -l says otherwise.
+  const handle = await start(config.start).catch(fail)
+  process.on('SIGHUP', () => { handle.reload().catch(() => { /* logged by the supervisor; the old workers keep serving */ }) })
+  closeWithGrace({
+    delay: drainDelay + (config.start.closeGraceDelay ?? 10000) + 5000,
+    skip: ['SIGHUP', 'beforeExit'],
+    logger: { error: (m: unknown) => process.stderr.write(`fastify-reuseport: ${String(m)}\n`) }
+  }, async ({ err }) => {
+    if (err) process.stderr.write(`fastify-reuseport: ${err.stack ?? err.message}\n`)
+    await handle.close({ drainDelay })
+  })
+}
+
+if (require.main === module) void main()

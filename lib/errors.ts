@@ -1,0 +1,30 @@
+import createError from '@fastify/error'
+
+// One catalogue for every error this package raises itself; system errors
+// (EADDRINUSE, ENOTFOUND, ...) keep Node's own codes.
+export const FST_REUSEPORT_INVALID_OPTION = createError(
+  'FST_REUSEPORT_INVALID_OPTION', 'Invalid option "%s": %s, received %s', 500, TypeError)
+
+export const FST_REUSEPORT_INVALID_PORT = createError(
+  'FST_REUSEPORT_INVALID_PORT', 'Invalid port: it must be an integer >= 0 and <= 65535, received %s', 500, RangeError)
+
+export const FST_REUSEPORT_INVALID_ARGUMENT = createError(
+  'FST_REUSEPORT_INVALID_ARGUMENT', '%s')
+
+export const FST_REUSEPORT_APP_NOT_FOUND = createError(
+  'FST_REUSEPORT_APP_NOT_FOUND', 'App file %s does not exist')
+
+export const FST_REUSEPORT_APP_INVALID = createError(
+  'FST_REUSEPORT_APP_INVALID', 'App file %s must export a Fastify plugin function, it exports %s')
+
+export const FST_REUSEPORT_WORKER_FAILED = createError(
+  'FST_REUSEPORT_WORKER_FAILED', 'Worker for slot %d failed to start: %s')
+
+export const FST_REUSEPORT_READY_TIMEOUT = createError(
+  'FST_REUSEPORT_READY_TIMEOUT', 'Worker for slot %d was not ready within %d ms')
+
+export const FST_REUSEPORT_INHERITED = createError(
+  'FST_REUSEPORT_INHERITED', 'Invalid inherited listeners in FASTIFY_REUSEPORT_LISTENERS: %s')
+
+export const FST_REUSEPORT_UNSUPPORTED = createError(
+  'FST_REUSEPORT_UNSUPPORTED', 'Cannot run supervised workers: %s')

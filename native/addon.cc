@@ -1,0 +1,24 @@
+#include <napi.h>
+
+#include "ops.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+#ifdef __linux__
+  exports.Set("supported", true);
+  exports.Set("createListener", Napi::Function::New(env, reuseport::CreateListener, "createListener"));
+  exports.Set("close", Napi::Function::New(env, reuseport::CloseFd, "close"));
+  exports.Set("queueInfo", Napi::Function::New(env, reuseport::QueueInfo, "queueInfo"));
+  exports.Set("attachSteering", Napi::Function::New(env, reuseport::AttachSteering, "attachSteering"));
+  exports.Set("detachSteering", Napi::Function::New(env, reuseport::DetachSteering, "detachSteering"));
+#else
+  // Only Linux balances new connections across SO_REUSEPORT listeners.
+  exports.Set("supported", false);
+#endif
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(reuseport, Init)
