@@ -22,7 +22,7 @@ export async function loadApp (file: string): Promise<LoadedApp> {
   const cjs = mod.default as Record<string, unknown> | undefined
   const candidate = typeof cjs === 'object' && cjs !== null && typeof cjs.default === 'function' ? cjs.default : cjs
   if (typeof candidate !== 'function') {
-    throw new FST_REUSEPORT_APP_INVALID(resolved, candidate === undefined ? 'no default export' : `a ${typeof candidate}`)
+    throw new FST_REUSEPORT_APP_INVALID(resolved, candidate === undefined ? 'no default export' : candidate === null ? 'null' : `a value of type ${typeof candidate}`)
   }
   const options = (mod.options ?? (typeof cjs === 'function' || typeof cjs === 'object' ? (cjs as Record<string, unknown> | null)?.options : undefined)) as Partial<FastifyServerOptions> | undefined
   return { plugin: candidate as FastifyPluginAsync, options }

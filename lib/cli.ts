@@ -104,7 +104,8 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true })
   } catch (err) {
-    bad((err as Error).message.split('\n')[0] as string)
+    // Node's own text goes on to explain '--' for positionals: the first sentence says it all.
+    bad((err as Error).message.split(/\.\s/)[0] as string)
   }
   const { values, positionals } = parsed
   if (values.help) return 'help'

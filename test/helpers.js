@@ -1,0 +1,166 @@
+'use strict'
+
+const { spawn, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const net = require('node:net')
+const path = require('node:path')
+const { request, Agent } = require('undici')
+
+const ROOT = path.join(__dirname, '..')
+const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js')
+const FIXTURES = path.join(__dirname, 'fixtures')
+
+function fdCount () {
+  return fs.readdirSync('/proc/self/fd').length
+}
+
+/** A port free right now on 127.0.0.1 (closed again before it is returned). */
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    }).on('error', reject)
+  })
+}
+
+function alive (pid) {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Direct children of pid, from /proc. */
+function childrenOf (pid) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).flatMap(tid =>
+      fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
+  } catch {
+    return []
+  }
+}
+
+/** Processes whose command line mentions marker (to find orphans). */
+function processesWith (marker) {
+  const found = []
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue
+    try {
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8')
+      const env = fs.readFileSync(`/proc/${entry}/environ`, 'utf8')
+      if (cmd.includes(marker) || env.includes(marker)) found.push(Number(entry))
+    } catch {}
+  }
+  return found
+}
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+async function waitFor (fn, { timeout = 10000, interval = 25, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(interval)
+  }
+}
+
+/**
+ * Starts `fastify-reuseport start ...`; resolves once every slot is served.
+ * Lines of its stdout are parsed as pino JSON where they are.
+ */
+async function startCli (args, { env = {}, ready = true, timeout = 20000 } = {}) {
+  const child = spawn(process.execPath, [CLI, 'start', ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  const lines = []
+  let stderr = ''
+  let buffer = ''
+  child.stdout.on('data', d => {
+    buffer += d
+    let i
+    while ((i = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, i)
+      buffer = buffer.slice(i + 1)
+      try { lines.push(JSON.parse(line)) } catch { lines.push({ msg: line }) }
+    }
+  })
+  child.stderr.on('data', d => { stderr += d })
+  const exited = new Promise(resolve => child.once('exit', (code, signal) => resolve({ code, signal })))
+  const handle = {
+    child,
+    lines,
+    exited,
+    get stderr () { return stderr },
+    /** Worker pids from the latest line per slot. */
+    workerPids () { return childrenOf(child.pid) },
+    async stop (signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      return exited
+    }
+  }
+  if (ready) {
+    await Promise.race([
+      waitFor(() => lines.some(l => typeof l.msg === 'string' && l.msg.startsWith('safety nets')), { timeout, what: 'workers to be ready' }),
+      exited.then(r => { throw new Error(`supervisor exited early (${JSON.stringify(r)}): ${stderr}`) })
+    ])
+  }
+  return handle
+}
+
+/**
+ * A bounded HTTP load from undici: `connections` loops, each sending requests
+ * until durationMs passes. keepAlive false sends Connection: close, so that
+ * every request opens a new connection. Every request's fate is counted.
+ */
+async function load ({ url, durationMs, connections = 8, keepAlive = true, path: reqPath = '/', timeoutMs = 10000 }) {
+  const agent = new Agent({ connections, pipelining: 1, keepAliveTimeout: 60000, connect: { timeout: timeoutMs } })
+  const result = { requests: 0, ok: 0, non2xx: 0, errors: {}, pids: {} }
+  const deadline = Date.now() + durationMs
+  async function loop () {
+    while (Date.now() < deadline) {
+      result.requests++
+      try {
+        const res = await request(url + reqPath, {
+          dispatcher: agent,
+          reset: !keepAlive,
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs
+        })
+        const body = await res.body.text()
+        if (res.statusCode >= 200 && res.statusCode < 300) {
+          result.ok++
+          try {
+            const pid = JSON.parse(body).pid
+            if (pid) result.pids[pid] = (result.pids[pid] ?? 0) + 1
+          } catch {}
+        } else {
+          result.non2xx++
+        }
+      } catch (err) {
+        const code = err.code ?? err.name
+        result.errors[code] = (result.errors[code] ?? 0) + 1
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: connections }, loop))
+  await agent.close()
+  result.failed = result.requests - result.ok
+  return result
+}
+
+function hasCommand (cmd) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+module.exports = { ROOT, CLI, FIXTURES, fdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, startCli, load, hasCommand }

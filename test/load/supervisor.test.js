@@ -1,0 +1,128 @@
+'use strict'
+
+// The supervisor with real workers and real load on loopback. These files run
+// one at a time (tap --jobs=1 test/load): two cores cannot host two of them.
+const t = require('tap')
+const net = require('node:net')
+const crypto = require('node:crypto')
+const path = require('node:path')
+const { request } = require('undici')
+const { FIXTURES, alive, freePort, load, processesWith, sleep, startCli, waitFor } = require('../helpers')
+
+const app = path.join(FIXTURES, 'app.js')
+
+async function startApp (t, args = [], env = {}) {
+  const port = await freePort()
+  const marker = `reuseport-test-${crypto.randomUUID()}`
+  const sup = await startCli(['-a', '127.0.0.1', '-p', String(port), ...args, app], { env: { REUSEPORT_TEST_MARKER: marker, ...env } })
+  t.teardown(async () => {
+    await sup.stop('SIGKILL')
+    for (const pid of processesWith(marker)) try { process.kill(pid, 'SIGKILL') } catch {}
+  })
+  return { sup, port, url: `http://127.0.0.1:${port}`, marker }
+}
+
+const linesMatching = (sup, re) => sup.lines.filter(l => typeof l.msg === 'string' && re.test(l.msg))
+
+t.test('two workers serve; the supervisor serves none', async t => {
+  const { sup, url } = await startApp(t, ['-w', '2'])
+  const workers = sup.workerPids()
+  t.equal(workers.length, 2, 'two worker processes')
+  t.equal(linesMatching(sup, /^slot \d of 2: worker \d+ serving 127\.0\.0\.1:\d+$/).length, 2, 'one start line per slot')
+  t.match(linesMatching(sup, /^safety nets/)[0].msg, /socket handoff on; net\.ipv4\.tcp_migrate_req (on|off|unavailable.*); classic BPF steering (attached on demand|unavailable)/)
+  const r = await load({ url, durationMs: 1500, connections: 4, keepAlive: false })
+  t.equal(r.failed, 0, 'no failed request')
+  t.same(Object.keys(r.pids).map(Number).sort(), [...workers].sort(), `every response came from a worker: ${JSON.stringify(r.pids)}`)
+  t.notOk(r.pids[sup.child.pid], 'none from the supervisor')
+})
+
+t.test('rolling restarts under load fail no request, keep-alive or new connections', async t => {
+  const { sup, url } = await startApp(t, ['-w', '2'])
+  const before = sup.workerPids()
+  const durationMs = 9000
+  const loads = Promise.all([
+    load({ url, durationMs, connections: 4, keepAlive: true }),
+    load({ url, durationMs, connections: 4, keepAlive: false })
+  ])
+  const reloads = 3
+  for (let i = 1; i <= reloads; i++) {
+    await sleep(1200)
+    sup.child.kill('SIGHUP')
+    await waitFor(() => linesMatching(sup, /^reload: all 2 slots replaced$/).length === i, { timeout: 15000, what: `reload ${i}` })
+  }
+  const [keepAlive, fresh] = await loads
+  t.equal(linesMatching(sup, /^reload: slot [12] of 2: worker \d+ ready, draining \d+$/).length, 2 * reloads, 'progress is logged as slot i of n')
+  t.ok(keepAlive.requests > 500 && fresh.requests > 200, `real load: ${keepAlive.requests} keep-alive and ${fresh.requests} new-connection requests`)
+  t.same({ failed: keepAlive.failed, errors: keepAlive.errors }, { failed: 0, errors: {} }, 'keep-alive clients: 0 failed')
+  t.same({ failed: fresh.failed, errors: fresh.errors }, { failed: 0, errors: {} }, 'new-connection clients: 0 failed')
+  const after = sup.workerPids()
+  t.equal(after.length, 2)
+  t.notOk(after.some(pid => before.includes(pid)), 'every worker was replaced')
+  for (const pid of before) t.notOk(alive(pid), `old worker ${pid} exited`)
+})
+
+t.test('a stuck worker: connections queued on its slot are served by the replacement', async t => {
+  const { sup, port } = await startApp(t, ['-w', '2'])
+  const [stuck, healthy] = sup.workerPids()
+  process.kill(stuck, 'SIGSTOP')
+  // New connections, each with a request; those hashed to the stopped worker's slot queue there.
+  const n = 40
+  const pending = Array.from({ length: n }, () => request(`http://127.0.0.1:${port}/`, { reset: true, headersTimeout: 30000 })
+    .then(async r => ({ status: r.statusCode, pid: JSON.parse(await r.body.text()).pid }), err => ({ error: err.code ?? err.message })))
+  const ssQueued = () => new Promise(resolve => {
+    const out = require('node:child_process').execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' })
+    resolve(out.trim().split('\n').map(l => Number(l.trim().split(/\s+/)[1])))
+  })
+  const queued = await waitFor(async () => { const q = await ssQueued(); return q.some(v => v > 0) && q }, { what: 'connections queued on the stopped slot' })
+  t.ok(queued.some(v => v > 0), `connections wait in the stuck slot's accept queue: Recv-Q ${queued}`)
+  process.kill(stuck, 'SIGKILL')
+  const results = await Promise.all(pending)
+  const failed = results.filter(r => r.status !== 200)
+  t.same(failed, [], `all ${n} requests served`)
+  const byPid = results.reduce((m, r) => ({ ...m, [r.pid]: (m[r.pid] ?? 0) + 1 }), {})
+  const replacement = sup.workerPids().find(p => p !== healthy)
+  t.ok(replacement && byPid[replacement] > 0, `the replacement ${replacement} served the queued ones: ${JSON.stringify(byPid)}`)
+  t.equal(linesMatching(sup, new RegExp(`^slot \\d of 2: worker ${stuck} exited with signal SIGKILL; respawning in \\d+ ms$`)).length, 1, 'the crash is logged with its signal')
+})
+
+t.test('SIGTERM finishes an in-flight slow request, then exits 0 leaving nothing behind', async t => {
+  const { sup, url, marker } = await startApp(t, ['-w', '2', '-g', '5000'])
+  const workers = sup.workerPids()
+  const slow = request(`${url}/slow?ms=1500`).then(async r => ({ status: r.statusCode, body: JSON.parse(await r.body.text()) }))
+  await sleep(300)
+  sup.child.kill('SIGTERM')
+  const res = await slow
+  t.equal(res.status, 200, 'the in-flight request completed')
+  t.ok(res.body.slow)
+  const exit = await sup.exited
+  t.same(exit, { code: 0, signal: null }, 'exit code 0')
+  for (const pid of workers) t.notOk(alive(pid), `worker ${pid} is gone`)
+  t.same(processesWith(marker), [], 'no orphan')
+})
+
+t.test('--drain-delay keeps serving after SIGTERM; a second signal forces exit 1', async t => {
+  const { sup, url, marker } = await startApp(t, ['-w', '2', '--drain-delay', '1500', '-g', '20000'])
+  const slow = request(`${url}/slow?ms=10000`).then(r => r.statusCode, err => err.code)
+  await sleep(200)
+  sup.child.kill('SIGTERM')
+  await sleep(300)
+  const during = await request(url).then(r => r.statusCode)
+  t.equal(during, 200, 'still serving during the drain delay')
+  await sleep(1500)
+  sup.child.kill('SIGINT')
+  const exit = await sup.exited
+  t.equal(exit.code, 1, 'second signal: exit 1')
+  t.match(sup.stderr, /second SIGINT, exiting/)
+  t.not(await slow, 200, 'the slow request was cut')
+  await sleep(200)
+  t.same(processesWith(marker), [], 'no orphan')
+})
+
+t.test('a SIGKILLed supervisor leaves no orphan: workers drain and exit', async t => {
+  const { sup, marker } = await startApp(t, ['-w', '2'])
+  const workers = sup.workerPids()
+  sup.child.kill('SIGKILL')
+  await sup.exited
+  await waitFor(() => workers.every(pid => !alive(pid)), { timeout: 15000, what: 'workers to exit' })
+  t.same(processesWith(marker), [], 'no orphan')
+})

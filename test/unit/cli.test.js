@@ -1,0 +1,78 @@
+'use strict'
+
+// Bad input to the CLI: one line on stderr with a code, a non-zero exit, and
+// no process left behind. Signals and load are in test/load/.
+const t = require('tap')
+const { spawn } = require('node:child_process')
+const crypto = require('node:crypto')
+const net = require('node:net')
+const path = require('node:path')
+const { CLI, FIXTURES, processesWith, sleep } = require('../helpers')
+
+function run (args, env = {}) {
+  const marker = `reuseport-test-${crypto.randomUUID()}`
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, FASTIFY_ADDRESS: '127.0.0.1', REUSEPORT_TEST_MARKER: marker, ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', d => { stdout += d })
+  child.stderr.on('data', d => { stderr += d })
+  return new Promise(resolve => child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, marker })))
+}
+
+async function assertNoOrphans (t, marker) {
+  await sleep(100)
+  t.same(processesWith(marker), [], 'no process left behind')
+}
+
+const app = path.join(FIXTURES, 'app.js')
+
+const cases = [
+  ['an unknown flag', ['start', '--nope', app], 2, /^fastify-reuseport: FST_REUSEPORT_INVALID_ARGUMENT: Unknown option '--nope'\n$/],
+  ['a port out of range', ['start', '-p', '99999', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: --port must be an integer from 0 to 65535, received '99999'/],
+  ['a port that is not a number', ['start', '--port', 'http', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: --port must be an integer >= 0, received 'http'/],
+  ['a bad port from PORT', ['start', app], 2, /--port must be an integer >= 0, received 'x1'/, { PORT: 'x1' }],
+  ['zero workers', ['start', '-w', '0', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: --workers must be an integer >= 1, received '0'/],
+  ['a worker count that is not a number', ['start', '--workers', 'two', app], 2, /--workers must be an integer >= 1, received 'two'/],
+  ['a bad log level', ['start', '-l', 'loud', app], 2, /--log-level must be one of .*received 'loud'/],
+  ['no app file', ['start'], 2, /FST_REUSEPORT_INVALID_ARGUMENT: missing the app file/],
+  ['no command', [], 2, /FST_REUSEPORT_INVALID_ARGUMENT: missing command/],
+  ['an unknown command', ['serve', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: unknown command 'serve'/],
+  ['a missing app file', ['start', '-p', '0', 'does-not-exist.js'], 1, /FST_REUSEPORT_APP_NOT_FOUND: App file .*does-not-exist\.js does not exist/],
+  ['an app that throws', ['start', '-p', '0', '-w', '2', path.join(FIXTURES, 'throws.js')], 1, /FST_REUSEPORT_WORKER_FAILED: Worker for slot \d failed to start: boom: this app fails to load \(Error\)/],
+  ['an app that exports no plugin', ['start', '-p', '0', '-w', '1', path.join(FIXTURES, 'not-a-plugin.js')], 1, /FST_REUSEPORT_WORKER_FAILED: .*must export a Fastify plugin function, it exports a value of type object \(FST_REUSEPORT_APP_INVALID\)/]
+]
+
+for (const [name, args, code, stderr, env] of cases) {
+  t.test(name, async t => {
+    const r = await run(args, env)
+    t.equal(r.code, code, `exit code ${code}`)
+    t.match(r.stderr, stderr)
+    t.equal(r.stderr.trim().split('\n').length, 1, `one line on stderr: ${r.stderr}`)
+    await assertNoOrphans(t, r.marker)
+  })
+}
+
+t.test('a port held by an ordinary socket: EADDRINUSE, at once', async t => {
+  const plain = net.createServer()
+  await new Promise(resolve => plain.listen(0, '127.0.0.1', resolve))
+  const { port } = plain.address()
+  const started = Date.now()
+  const r = await run(['start', '-p', String(port), '-w', '2', app])
+  plain.close()
+  t.equal(r.code, 1)
+  t.equal(r.stderr.trim(), `fastify-reuseport: listen EADDRINUSE: address already in use 127.0.0.1:${port}`)
+  t.ok(Date.now() - started < 5000, 'fails before starting any worker')
+  await assertNoOrphans(t, r.marker)
+})
+
+t.test('--help documents every flag', async t => {
+  const r = await run(['start', '--help'])
+  t.equal(r.code, 0)
+  for (const flag of ['--port', '--address', '--log-level', '--options', '--close-grace-delay', '--plugin-timeout',
+    '--prefix', '--pretty-logs', '--body-limit', '--workers', '--backlog', '--drain-delay', '--ready-timeout', 'SIGHUP', 'SIGTERM']) {
+    t.match(r.stdout, flag)
+  }
+})

@@ -1,0 +1,152 @@
+'use strict'
+
+// The addon against the real kernel: sockets on loopback, no mocks.
+const t = require('tap')
+const net = require('node:net')
+const { loadNative } = require('../../dist/lib/native')
+const { steerProgram } = require('../../dist/index')
+const { fdCount, sleep, waitFor } = require('../helpers')
+
+const { binding, reason } = loadNative()
+if (binding === null) {
+  t.fail(`native addon did not load: ${reason}`)
+  process.exit(1)
+}
+
+t.test('createListener returns a listening SO_REUSEPORT socket; several share one port', async t => {
+  const a = binding.createListener('127.0.0.1', 0, 128, false)
+  const b = binding.createListener('127.0.0.1', a.port, 64, false)
+  t.ok(a.port > 0, 'port 0 resolves to a real port')
+  t.equal(b.port, a.port)
+  t.same(binding.queueInfo(a.fd), { listening: true, queued: 0, backlog: 128 })
+  t.same(binding.queueInfo(b.fd), { listening: true, queued: 0, backlog: 64 })
+  binding.close(a.fd)
+  binding.close(b.fd)
+})
+
+t.test('queueInfo counts connections waiting in the accept queue', async t => {
+  const l = binding.createListener('127.0.0.1', 0, 128, false)
+  const sockets = []
+  for (let i = 0; i < 5; i++) sockets.push(net.connect(l.port, '127.0.0.1'))
+  await waitFor(() => binding.queueInfo(l.fd).queued === 5, { what: '5 queued connections' })
+  t.equal(binding.queueInfo(l.fd).queued, 5)
+  for (const s of sockets) s.destroy()
+  binding.close(l.fd)
+})
+
+t.test('IPv6 and dual-stack', async t => {
+  const v6 = binding.createListener('::1', 0, 16, true)
+  t.ok(v6.port > 0)
+  binding.close(v6.fd)
+  const dual = binding.createListener('::', 0, 16, false)
+  const c = net.connect(dual.port, '127.0.0.1')
+  await new Promise((resolve, reject) => c.once('connect', resolve).once('error', reject))
+  t.pass('an IPv4 client reaches a dual-stack :: listener')
+  c.destroy()
+  binding.close(dual.fd)
+})
+
+t.test('errors look like Node\'s and leak no fd', async t => {
+  const before = fdCount()
+  const plain = net.createServer()
+  await new Promise(resolve => plain.listen(0, '127.0.0.1', resolve))
+  const { port } = plain.address()
+  const start = Date.now()
+  const err = t.throws(() => binding.createListener('127.0.0.1', port, 511, false))
+  t.ok(Date.now() - start < 1000, 'fails at once')
+  t.equal(err.code, 'EADDRINUSE')
+  t.equal(err.errno, -98)
+  t.equal(err.syscall, 'listen')
+  t.equal(err.address, '127.0.0.1')
+  t.equal(err.port, port)
+  t.equal(err.message, `listen EADDRINUSE: address already in use 127.0.0.1:${port}`)
+  await new Promise(resolve => plain.close(resolve))
+
+  // 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails.
+  const na = t.throws(() => binding.createListener('192.0.2.1', 0, 511, false))
+  t.equal(na.code, 'EADDRNOTAVAIL')
+  t.equal(na.syscall, 'bind')
+  t.match(na.message, /^bind EADDRNOTAVAIL: .* 192\.0\.2\.1:0$/)
+  t.equal(fdCount(), before, 'no fd leaked')
+})
+
+t.test('bad arguments throw TypeError', async t => {
+  const before = fdCount()
+  const cases = [
+    [['127.0.0.1', 70000, 1, false], 'ERR_OUT_OF_RANGE', /"port" argument must be an integer >= 0 and <= 65535\. Received 70000/],
+    [['127.0.0.1', -1, 1, false], 'ERR_OUT_OF_RANGE', /"port"/],
+    [['127.0.0.1', 1.5, 1, false], 'ERR_OUT_OF_RANGE', /"port"/],
+    [['127.0.0.1', '80', 1, false], 'ERR_INVALID_ARG_TYPE', /"port" argument must be of type number/],
+    [['127.0.0.1', 0, -1, false], 'ERR_OUT_OF_RANGE', /"backlog"/],
+    [['127.0.0.1', 0, 1, 'yes'], 'ERR_INVALID_ARG_TYPE', /"ipv6Only"/],
+    [['localhost', 0, 1, false], 'ERR_INVALID_ARG_VALUE', /numeric IP address\. Received 'localhost'/],
+    [[42, 0, 1, false], 'ERR_INVALID_ARG_TYPE', /"address"/]
+  ]
+  for (const [args, code, message] of cases) {
+    const err = t.throws(() => binding.createListener(...args), JSON.stringify(args))
+    t.type(err, TypeError)
+    t.equal(err.code, code)
+    t.match(err.message, message)
+  }
+  for (const fn of ['close', 'queueInfo', 'detachSteering']) {
+    t.throws(() => binding[fn](-1), { code: 'ERR_OUT_OF_RANGE' }, `${fn}(-1)`)
+    t.throws(() => binding[fn]('3'), { code: 'ERR_INVALID_ARG_TYPE' }, `${fn}('3')`)
+  }
+  t.throws(() => binding.attachSteering(0, [6, 0, 0, 0]), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => binding.attachSteering(0, new Uint32Array(3)), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => binding.attachSteering(0, Uint32Array.of(0x10000, 0, 0, 0)), { code: 'ERR_OUT_OF_RANGE' })
+  t.equal(fdCount(), before, 'no fd leaked')
+})
+
+t.test('errno errors from operations on a bad fd', async t => {
+  const err = t.throws(() => binding.queueInfo(987654))
+  t.equal(err.code, 'EBADF')
+  t.equal(err.syscall, 'getsockopt')
+  t.throws(() => binding.close(987654), { code: 'EBADF', syscall: 'close' })
+  t.throws(() => binding.attachSteering(987654, steerProgram([0])), { code: 'EBADF', syscall: 'setsockopt' })
+})
+
+/** Opens n connections to port and reports how many each listener's accept queue got. */
+async function spread (listeners, port, n) {
+  const sockets = []
+  for (let i = 0; i < n; i++) {
+    const s = net.connect(port, '127.0.0.1')
+    await new Promise((resolve, reject) => s.once('connect', resolve).once('error', reject))
+    sockets.push(s)
+  }
+  await sleep(50)
+  const counts = listeners.map(l => binding.queueInfo(l.fd).queued)
+  for (const s of sockets) s.destroy()
+  return counts
+}
+
+t.test('steering: a program that allows one index sends every new connection to that socket', async t => {
+  const a = binding.createListener('127.0.0.1', 0, 256, false)
+  const b = binding.createListener('127.0.0.1', a.port, 256, false)
+  const c = binding.createListener('127.0.0.1', a.port, 256, false)
+  const group = [a, b, c]
+
+  binding.attachSteering(a.fd, steerProgram([0]))
+  t.same(await spread(group, a.port, 30), [30, 0, 0], 'index 0 only')
+  for (const l of group) binding.close(l.fd)
+
+  const x = binding.createListener('127.0.0.1', 0, 256, false)
+  const y = binding.createListener('127.0.0.1', x.port, 256, false)
+  const z = binding.createListener('127.0.0.1', x.port, 256, false)
+  binding.attachSteering(z.fd, steerProgram([0, 2])) // any socket of the group attaches for all
+  const counts = await spread([x, y, z], x.port, 60)
+  t.equal(counts[1], 0, 'index 1 gets nothing')
+  t.ok(counts[0] > 10 && counts[2] > 10, `indices 0 and 2 share randomly: ${counts}`)
+
+  binding.detachSteering(x.fd)
+  binding.detachSteering(x.fd) // detaching twice is not an error
+  for (const l of [x, y, z]) binding.close(l.fd)
+})
+
+t.test('steerProgram validates its input', async t => {
+  t.throws(() => steerProgram([]), TypeError)
+  t.throws(() => steerProgram([1.5]), TypeError)
+  t.throws(() => steerProgram([-1]), TypeError)
+  t.same(Array.from(steerProgram([3])), [6, 0, 0, 3])
+  t.equal(steerProgram([0, 1, 2]).length, 4 * (2 + 2 * 2 + 1))
+})
