@@ -1,0 +1,44 @@
+// Type tests, checked by `tsc -p types` in npm test: every @ts-expect-error
+// line must fail to compile, every other line must compile.
+import Fastify from 'fastify'
+import reuseport, { fastifyReuseport, start, steerProgram, type FastifyReuseportOptions, type SlotInfo, type SupervisorHandle } from '..'
+
+const app = Fastify()
+
+app.register(reuseport)
+app.register(reuseport, { backlog: 1024, ipv6Only: true })
+app.register(fastifyReuseport, {})
+const options: FastifyReuseportOptions = { backlog: 0 }
+app.register(reuseport, options)
+
+// @ts-expect-error backlog is a number
+app.register(reuseport, { backlog: '1024' })
+// @ts-expect-error ipv6Only is a boolean
+app.register(reuseport, { ipv6Only: 1 })
+// @ts-expect-error no such option
+app.register(reuseport, { reusePort: true })
+
+// The fd listen option is augmented onto FastifyListenOptions.
+app.listen({ fd: 3 })
+app.listen({ port: 3000, host: '127.0.0.1', backlog: 511 })
+// @ts-expect-error fd is a number
+app.listen({ fd: '3' })
+
+async function supervise (): Promise<void> {
+  const handle: SupervisorHandle = await start({ app: './app.js', workers: 2, port: 3000, host: '127.0.0.1', closeGraceDelay: 5000 })
+  const slots: SlotInfo[] = handle.slots()
+  const pid: number | null = slots[0]?.pid ?? null
+  const pids: number[] = handle.pids()
+  await handle.reload()
+  await handle.close({ drainDelay: 1000 })
+  void pid
+  void pids
+  // @ts-expect-error app is required
+  await start({ workers: 2 })
+  // @ts-expect-error workers is a number or 'auto'
+  await start({ app: './app.js', workers: 'all' })
+}
+void supervise
+
+const program: Uint32Array = steerProgram([0, 2])
+void program
