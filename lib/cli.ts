@@ -36,6 +36,12 @@ Options (fastify-reuseport):
                                                                         [env: FASTIFY_DRAIN_DELAY]
       --ready-timeout <ms>       How long a new worker may take to be ready
                                  (default 30000)                        [env: FASTIFY_READY_TIMEOUT]
+      --stall-timeout <ms>       Steer new connections away from a worker whose
+                                 event loop is this late; 0 disables (default 500)
+                                                                        [env: FASTIFY_STALL_TIMEOUT]
+      --metrics-port <port>      Serve Prometheus metrics per slot at
+                                 http://<address>:<port>/metrics (default off)
+                                                                        [env: FASTIFY_METRICS_PORT]
   -h, --help                     Show this help
 
 Signals:
@@ -43,6 +49,9 @@ Signals:
                     re-read from disk) before the old one drains
   SIGTERM, SIGINT   graceful shutdown: drain delay, drain every worker, exit 0;
                     a second signal exits at once with code 1
+  SIGTTIN           add a worker slot
+  SIGTTOU           retire the last worker slot: steer it out, serve what is
+                    queued on it, then close it (never the last slot)
 `
 
 const OPTIONS = {
@@ -59,6 +68,8 @@ const OPTIONS = {
   backlog: { type: 'string' },
   'drain-delay': { type: 'string' },
   'ready-timeout': { type: 'string' },
+  'stall-timeout': { type: 'string' },
+  'metrics-port': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -147,7 +158,9 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
       bodyLimit: num('body-limit', 1),
       closeGraceDelay: num('close-grace-delay'),
       readyTimeout: num('ready-timeout', 1),
-      backlog: num('backlog')
+      backlog: num('backlog'),
+      stallTimeout: num('stall-timeout'),
+      metricsPort: num('metrics-port')
     },
     drainDelay: num('drain-delay') ?? 0
   }
@@ -174,7 +187,16 @@ async function main (): Promise<void> {
   const { drainDelay } = config
   // The supervisor's own lines show at info unless -l says otherwise.
   const handle = await start(config.start).catch(fail)
-  process.on('SIGHUP', () => { handle.reload().catch(() => { /* logged by the supervisor; the old workers keep serving */ }) })
+  // Failures are logged by the supervisor, and the workers serving keep serving.
+  const ignore = (): void => {}
+  process.on('SIGHUP', () => { handle.reload().catch(ignore) })
+  // Signals may come faster than slots start: count them against a target.
+  let target = handle.slots().length
+  process.on('SIGTTIN', () => { handle.scale(++target).catch(ignore) })
+  process.on('SIGTTOU', () => {
+    if (target > 1) handle.scale(--target).catch(ignore)
+    else process.stderr.write('fastify-reuseport: SIGTTOU ignored: the last slot is never retired\n')
+  })
   closeWithGrace({
     delay: drainDelay + (config.start.closeGraceDelay ?? 10000) + 5000,
     skip: ['SIGHUP', 'beforeExit'],

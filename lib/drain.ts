@@ -2,8 +2,13 @@ import type http from 'node:http'
 import net from 'node:net'
 import { kConnections, kListeners } from './symbols'
 
+interface Connections {
+  open: Set<net.Socket>
+  accepted: number
+}
+
 interface DrainableServer extends http.Server {
-  [kConnections]?: Set<net.Socket>
+  [kConnections]?: Connections
   [kListeners]?: net.Server[]
 }
 
@@ -23,12 +28,18 @@ export interface DrainOptions {
 export function trackConnections (server: net.Server): void {
   const s = server as DrainableServer
   if (s[kConnections]) return
-  const connections = new Set<net.Socket>()
+  const connections: Connections = { open: new Set(), accepted: 0 }
   s[kConnections] = connections
   server.on('connection', (socket: net.Socket) => {
-    connections.add(socket)
-    socket.once('close', () => connections.delete(socket))
+    connections.accepted++
+    connections.open.add(socket)
+    socket.once('close', () => connections.open.delete(socket))
   })
+}
+
+/** Connections accepted so far by a tracked server. */
+export function acceptedConnections (server: net.Server): number {
+  return (server as DrainableServer)[kConnections]?.accepted ?? 0
 }
 
 /**
@@ -54,7 +65,7 @@ export async function drain (server: http.Server, { idleMs, graceMs }: DrainOpti
   // Responses finishing from now on arm Node's own keep-alive timer with this.
   server.keepAliveTimeout = Math.min(server.keepAliveTimeout || idleMs, idleMs)
 
-  const connections = s[kConnections] ?? new Set<net.Socket>()
+  const connections = s[kConnections]?.open ?? new Set<net.Socket>()
   for (const socket of connections as Set<HttpSocket>) {
     const res = socket._httpMessage
     if (res) {

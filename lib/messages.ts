@@ -15,6 +15,8 @@ export interface WorkerConfig {
   idleMs: number
   /** Stop waiting for connections after this long while draining. */
   graceMs: number
+  /** Report event-loop delay and accepted connections this often, ms (0: never). */
+  healthMs: number
 }
 
 export const WORKER_ENV = 'FASTIFY_REUSEPORT_WORKER'
@@ -22,6 +24,8 @@ export const WORKER_ENV = 'FASTIFY_REUSEPORT_WORKER'
 export type WorkerMessage =
   | { type: 'ready', addresses: string[] }
   | { type: 'error', code: string, message: string }
+  /** Event-loop delay (max over the last interval) and connections accepted so far. */
+  | { type: 'health', delayMs: number, accepted: number }
 
 export type SupervisorMessage = { type: 'drain' }
 
@@ -29,5 +33,6 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
   if (typeof value !== 'object' || value === null) return false
   const m = value as Record<string, unknown>
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
-    (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string')
+    (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
+    (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number')
 }

@@ -4,7 +4,8 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import reuseport from '../index'
 import { loadApp } from './app'
-import { drain } from './drain'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { acceptedConnections, drain } from './drain'
 import { WORKER_ENV, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
 
 function send (message: WorkerMessage): Promise<void> {
@@ -57,10 +58,12 @@ async function main (): Promise<void> {
     process.exit(1)
   }
 
+  const stopHealth = reportHealth(fastify, config.healthMs)
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
     stopping = true
+    stopHealth()
     const clean = await drain(fastify.server, { idleMs: config.idleMs, graceMs: config.graceMs })
     if (!clean) fastify.log.warn('drain grace period over, closing remaining connections')
     await fastify.close()
@@ -71,6 +74,27 @@ async function main (): Promise<void> {
   process.on('disconnect', () => { void stop() })
   const addresses = fastify.addresses().map(a => typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
   await send({ type: 'ready', addresses })
+}
+
+/**
+ * Tells the supervisor how late this event loop runs, so that it can steer
+ * new connections away from a stalled worker. A blocked loop sends nothing,
+ * which the supervisor notices too.
+ */
+function reportHealth (fastify: FastifyInstance, everyMs: number): () => void {
+  if (everyMs <= 0) return () => {}
+  const histogram = monitorEventLoopDelay({ resolution: 10 })
+  histogram.enable()
+  const timer = setInterval(() => {
+    const delayMs = histogram.max / 1e6
+    histogram.reset()
+    void send({ type: 'health', delayMs, accepted: acceptedConnections(fastify.server) })
+  }, everyMs)
+  timer.unref()
+  return () => {
+    clearInterval(timer)
+    histogram.disable()
+  }
 }
 
 void main()
