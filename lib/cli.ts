@@ -36,6 +36,9 @@ Options (fastify-reuseport):
                                                                         [env: FASTIFY_DRAIN_DELAY]
       --ready-timeout <ms>       How long a new worker may take to be ready
                                  (default 30000)                        [env: FASTIFY_READY_TIMEOUT]
+      --handshake-grace <ms>     When a slot is retired (SIGTTOU), how long its
+                                 handshakes in flight get to complete after its
+                                 accept queue is empty (default 2000)  [env: FASTIFY_HANDSHAKE_GRACE]
       --stall-timeout <ms>       Steer new connections away from a worker whose
                                  event loop is this late; 0 disables (default 500)
                                                                         [env: FASTIFY_STALL_TIMEOUT]
@@ -68,6 +71,7 @@ const OPTIONS = {
   backlog: { type: 'string' },
   'drain-delay': { type: 'string' },
   'ready-timeout': { type: 'string' },
+  'handshake-grace': { type: 'string' },
   'stall-timeout': { type: 'string' },
   'metrics-port': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
@@ -159,6 +163,7 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
       closeGraceDelay: num('close-grace-delay'),
       readyTimeout: num('ready-timeout', 1),
       backlog: num('backlog'),
+      handshakeGrace: num('handshake-grace'),
       stallTimeout: num('stall-timeout'),
       metricsPort: num('metrics-port')
     },

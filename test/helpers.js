@@ -73,8 +73,10 @@ async function waitFor (fn, { timeout = 10000, interval = 25, what = 'condition'
  * Starts `fastify-reuseport start ...`; resolves once every slot is served.
  * Lines of its stdout are parsed as pino JSON where they are.
  */
-async function startCli (args, { env = {}, ready = true, timeout = 20000 } = {}) {
-  const child = spawn(process.execPath, [CLI, 'start', ...args], {
+async function startCli (args, { env = {}, ready = true, timeout = 20000, wrap = [] } = {}) {
+  // wrap: a command that execs the rest, such as ['ip', 'netns', 'exec', name].
+  const argv = [...wrap, process.execPath, CLI, 'start', ...args]
+  const child = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
