@@ -120,13 +120,15 @@ async function startCli (args, { env = {}, ready = true, timeout = 20000, wrap =
  * until durationMs passes. keepAlive false sends Connection: close, so that
  * every request opens a new connection. Every request's fate is counted.
  */
-async function load ({ url, durationMs, connections = 8, keepAlive = true, path: reqPath = '/', timeoutMs = 10000 }) {
+async function load ({ url, durationMs, connections = 8, keepAlive = true, path: reqPath = '/', timeoutMs = 10000, record = false }) {
   const agent = new Agent({ connections, pipelining: 1, keepAliveTimeout: 60000, connect: { timeout: timeoutMs } })
-  const result = { requests: 0, ok: 0, non2xx: 0, errors: {}, pids: {} }
+  // record: every request's start time, latency and serving pid, for timelines.
+  const result = { requests: 0, ok: 0, non2xx: 0, errors: {}, pids: {}, samples: [] }
   const deadline = Date.now() + durationMs
   async function loop () {
     while (Date.now() < deadline) {
       result.requests++
+      const start = Date.now()
       try {
         const res = await request(url + reqPath, {
           dispatcher: agent,
@@ -140,6 +142,7 @@ async function load ({ url, durationMs, connections = 8, keepAlive = true, path:
           try {
             const pid = JSON.parse(body).pid
             if (pid) result.pids[pid] = (result.pids[pid] ?? 0) + 1
+            if (record) result.samples.push({ start, ms: Date.now() - start, pid })
           } catch {}
         } else {
           result.non2xx++
@@ -156,6 +159,31 @@ async function load ({ url, durationMs, connections = 8, keepAlive = true, path:
   return result
 }
 
+/**
+ * Open-loop load: a new request on a new connection every 1000/rate ms for
+ * durationMs, whether or not earlier ones finished, as independent clients
+ * would send them. Records each request's start, latency and serving pid.
+ */
+async function paced ({ url, rate, durationMs, timeoutMs = 20000 }) {
+  const agent = new Agent({ connections: null, pipelining: 1, connect: { timeout: timeoutMs } })
+  const samples = []
+  const errors = {}
+  const pending = []
+  const deadline = Date.now() + durationMs
+  while (Date.now() < deadline) {
+    const start = Date.now()
+    pending.push(request(url, { dispatcher: agent, reset: true, headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+      .then(async res => {
+        const body = JSON.parse(await res.body.text())
+        samples.push({ start, ms: Date.now() - start, pid: body.pid, status: res.statusCode })
+      }, err => { errors[err.code ?? err.name] = (errors[err.code ?? err.name] ?? 0) + 1 }))
+    await sleep(1000 / rate)
+  }
+  await Promise.all(pending)
+  await agent.close()
+  return { requests: pending.length, ok: samples.filter(s => s.status === 200).length, errors, samples }
+}
+
 function hasCommand (cmd) {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' })
@@ -165,4 +193,4 @@ function hasCommand (cmd) {
   }
 }
 
-module.exports = { ROOT, CLI, FIXTURES, fdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, startCli, load, hasCommand }
+module.exports = { ROOT, CLI, FIXTURES, fdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, startCli, load, paced, hasCommand }

@@ -126,3 +126,29 @@ t.test('a SIGKILLed supervisor leaves no orphan: workers drain and exit', async 
   await waitFor(() => workers.every(pid => !alive(pid)), { timeout: 15000, what: 'workers to exit' })
   t.same(processesWith(marker), [], 'no orphan')
 })
+
+t.test('scaling up and down under load fails no request', async t => {
+  const { sup, url } = await startApp(t, ['-w', '2', '--handshake-grace', '500'])
+  const durationMs = 7000
+  const loads = Promise.all([
+    load({ url, durationMs, connections: 4, keepAlive: true }),
+    load({ url, durationMs, connections: 4, keepAlive: false })
+  ])
+  await sleep(1000)
+  sup.child.kill('SIGTTIN')
+  await waitFor(() => linesMatching(sup, /^scale: slot 3 of 3 added, worker \d+$/).length === 1, { what: 'slot 3' })
+  t.equal(sup.workerPids().length, 3, 'three workers')
+  await sleep(1500)
+  sup.child.kill('SIGTTOU')
+  await waitFor(() => linesMatching(sup, /^scale: slot 3 retired, 2 left$/).length === 1, { timeout: 15000, what: 'slot 3 to retire' })
+  const [keepAlive, fresh] = await loads
+  t.same({ failed: keepAlive.failed, errors: keepAlive.errors }, { failed: 0, errors: {} }, `keep-alive: 0 of ${keepAlive.requests} failed`)
+  t.same({ failed: fresh.failed, errors: fresh.errors }, { failed: 0, errors: {} }, `new connections: 0 of ${fresh.requests} failed`)
+  t.equal(Object.keys(fresh.pids).length, 3, `the third worker served too: ${JSON.stringify(fresh.pids)}`)
+  await waitFor(() => sup.workerPids().length === 2, { what: 'the retired worker to exit' })
+  sup.child.kill('SIGTTOU')
+  await waitFor(() => linesMatching(sup, /^scale: slot 2 retired, 1 left$/).length === 1, { timeout: 15000, what: 'slot 2 to retire' })
+  sup.child.kill('SIGTTOU')
+  await waitFor(() => /SIGTTOU ignored: the last slot is never retired/.test(sup.stderr), { timeout: 15000, what: 'the last slot to be kept' })
+  t.equal(sup.workerPids().length, 1, 'one slot left, never zero')
+})
