@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/listener.cc",
         "native/queue.cc",
+        "native/reap.cc",
         "native/steering.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

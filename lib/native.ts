@@ -20,6 +20,8 @@ export interface NativeBinding {
   /** Attach a classic BPF program (4 words per instruction) to fd's reuseport group. */
   attachSteering (fd: number, program: Uint32Array): void
   detachSteering (fd: number): void
+  /** Reaps exited children other than `keep` (as PID 1, orphans are ours to wait for); returns how many. */
+  reapOrphans (keep: number[]): number
 }
 
 export type NativeLoad =

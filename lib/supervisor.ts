@@ -207,6 +207,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private queue: Promise<unknown> = Promise.resolve()
   private steering = false
   private sampler: NodeJS.Timeout | null = null
+  private reaper: NodeJS.Timeout | null = null
   /** Every worker process not yet exited, including new ones not yet ready. */
   private readonly live = new Set<Worker>()
   private metrics: http.Server | null = null
@@ -229,6 +230,19 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     await Promise.all(this.slotList.map(s => this.spawnReady(s)))
     this.sampler = setInterval(() => this.sample(), SAMPLE_MS)
     this.sampler.unref()
+    if (process.pid === 1) {
+      this.reaper = setInterval(() => this.reap(), 1000)
+      this.reaper.unref()
+    }
+  }
+
+  /** As PID 1 (a container's entrypoint), orphaned processes are ours to reap. */
+  private reap (): void {
+    try {
+      this.binding.reapOrphans([...this.live].map(w => w.pid))
+    } catch (err) {
+      this.log.warn({ err }, 'could not reap orphaned processes')
+    }
   }
 
   private addSlot (): Slot {
@@ -549,6 +563,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     if (this.closing) return
     this.closing = true
     if (this.sampler) clearInterval(this.sampler)
+    if (this.reaper) clearInterval(this.reaper)
     for (const s of this.slotList) if (s.respawnTimer) clearTimeout(s.respawnTimer)
     if (drainDelay > 0) {
       this.log.info(`shutdown: serving for ${drainDelay} ms more (drain delay)`)

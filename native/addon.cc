@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("queueInfo", Napi::Function::New(env, reuseport::QueueInfo, "queueInfo"));
   exports.Set("attachSteering", Napi::Function::New(env, reuseport::AttachSteering, "attachSteering"));
   exports.Set("detachSteering", Napi::Function::New(env, reuseport::DetachSteering, "detachSteering"));
+  exports.Set("reapOrphans", Napi::Function::New(env, reuseport::ReapOrphans, "reapOrphans"));
 #else
   // Only Linux balances new connections across SO_REUSEPORT listeners.
   exports.Set("supported", false);

@@ -8,7 +8,6 @@ const cluster = require('node:cluster')
 if (cluster.isPrimary) {
   cluster.schedulingPolicy = process.env.SCHED === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR
   const n = Number(process.env.WORKERS ?? 2)
-  let listening = 0
   const fork = () => new Promise(resolve => { const w = cluster.fork(); w.once('listening', () => resolve(w)) })
   Promise.all(Array.from({ length: n }, fork)).then(() => process.stdout.write('ready\n'))
   process.on('SIGHUP', async () => {
@@ -18,11 +17,14 @@ if (cluster.isPrimary) {
     }
     process.stdout.write('reloaded\n')
   })
-  process.on('SIGTERM', () => { for (const w of Object.values(cluster.workers)) w.kill(); process.exit(0) })
-  void listening
+  // A crashed worker is replaced, as PM2 or any supervisor would do.
+  cluster.on('exit', worker => { if (!worker.exitedAfterDisconnect && !stopping) fork() })
+  let stopping = false
+  process.on('SIGTERM', () => { stopping = true; for (const w of Object.values(cluster.workers)) w.kill(); process.exit(0) })
 } else {
   const Fastify = require('fastify')
-  const app = Fastify({ logger: false })
+  // The logger fastify-cli and fastify-reuseport give an app: pino at level fatal.
+  const app = Fastify({ logger: { level: 'fatal' } })
   app.register(require('./app'))
   app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
   process.on('disconnect', () => app.close().then(() => process.exit(0)))

@@ -9,9 +9,15 @@ const path = require('node:path')
 
 const n = Number(process.env.WORKERS ?? 2)
 const script = path.join(__dirname, process.env.CHILD ?? 'plugin.js')
+let stopping = false
 const start = () => new Promise(resolve => {
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'], env: process.env })
   child.stdout.once('data', () => resolve(child))
+  // A crashed process is replaced, as any supervisor would do.
+  child.once('exit', (code, signal) => {
+    const i = children.indexOf(child)
+    if (signal === 'SIGKILL' && i >= 0 && !stopping) start().then(c => { children[i] = c })
+  })
 })
 let children = []
 Promise.all(Array.from({ length: n }, start)).then(c => { children = c; process.stdout.write('ready\n') })
@@ -23,4 +29,4 @@ process.on('SIGHUP', async () => {
   }
   process.stdout.write('reloaded\n')
 })
-process.on('SIGTERM', () => { for (const c of children) c.kill('SIGKILL'); process.exit(0) })
+process.on('SIGTERM', () => { stopping = true; for (const c of children) c.kill('SIGKILL'); process.exit(0) })

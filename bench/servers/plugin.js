@@ -4,7 +4,8 @@
 const Fastify = require('fastify')
 
 async function main () {
-  const app = Fastify({ logger: false })
+  // The logger fastify-cli and fastify-reuseport give an app: pino at level fatal.
+  const app = Fastify({ logger: { level: 'fatal' } })
   await app.register(require('../..'))
   await app.register(require('./app'))
   await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })

@@ -150,3 +150,9 @@ t.test('steerProgram validates its input', async t => {
   t.same(Array.from(steerProgram([3])), [6, 0, 0, 3])
   t.equal(steerProgram([0, 1, 2]).length, 4 * (2 + 2 * 2 + 1))
 })
+
+t.test('reapOrphans validates its argument and reaps nothing it must keep', async t => {
+  t.throws(() => binding.reapOrphans('1'), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => binding.reapOrphans(['1']), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.equal(binding.reapOrphans([]), 0, 'no exited child here')
+})
