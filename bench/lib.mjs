@@ -18,9 +18,9 @@ export function hasNode22 () {
 }
 
 /** What each mode runs: [node binary, args, env, the stdout line that means ready]. */
-export function modeCommand (mode, { port, workers, wrap = [] }) {
+export function modeCommand (mode, { port, workers, wrap = [], args = [] }) {
   const env = { PORT: String(port), WORKERS: String(workers) }
-  const frp = node => [node, [CLI, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), path.join(SERVERS, 'app.js')], {}, /safety nets/]
+  const frp = node => [node, [CLI, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
   const table = {
     single: [process.execPath, [path.join(SERVERS, 'single.js')], env, /^ready/m],
     'cluster-rr': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],
@@ -32,8 +32,8 @@ export function modeCommand (mode, { port, workers, wrap = [] }) {
   }
   const entry = table[mode]
   if (!entry) throw new Error(`unknown mode ${mode}`)
-  const [node, args, extra, ready] = entry
-  return { argv: [...wrap, node, ...args], env: { ...process.env, ...extra }, ready }
+  const [node, nodeArgs, extra, ready] = entry
+  return { argv: [...wrap, node, ...nodeArgs], env: { ...process.env, ...extra }, ready }
 }
 
 /** Starts a mode; resolves once it serves, with the time that took. */

@@ -47,7 +47,7 @@ export function ratios (results) {
   const get = (app, conn, mode) => s.find(r => r.app === app && r.conn === conn && r.mode === mode)
   const ratio = (app, conn, a, b) => (get(app, conn, a)?.rps ?? NaN) / (get(app, conn, b)?.rps ?? NaN)
   const frpNew = get('hello', 'new', 'fastify-reuseport')
-  const restart = conn => results.restarts.find(r => r.mode === 'fastify-reuseport' && r.conn === conn)?.onceRatio ?? NaN
+  const restart = conn => median(results.restarts.filter(r => r.mode === 'fastify-reuseport' && r.conn === conn).map(r => r.onceRatio))
   const frpRuns = s.filter(r => r.mode === 'fastify-reuseport')
   return [
     ['new connections vs cluster round-robin (hello)', '≥ 1.4×', ratio('hello', 'new', 'fastify-reuseport', 'cluster-rr'), 'x'],
@@ -81,9 +81,16 @@ export function renderMarkdown (results) {
     lines.push(`| ${r.app} | ${r.conn} | ${r.mode} | ${fmt(r.rps)} | ${fmt(r.p50ms, 2)} | ${fmt(r.p99ms, 2)} | ${fmt(r.maxms, 1)} | ${r.shares.map(pct).join(' / ')} | ${r.failed} | ${fmt(r.readyMs)} |`)
   }
   if (results.restarts.length > 0) {
-    lines.push('', `| rolling restarts (${results.workers} workers) | connections | steady req/s | one restart in ${results.seconds} s | restart took | back to back | reloads | failed |`, '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+    lines.push('', `| rolling restarts (${results.workers} workers), median of ${results.reps} | connections | steady req/s | one restart in ${results.seconds} s | restart took | back to back | failed (all runs) |`, '| --- | --- | ---: | ---: | ---: | ---: | ---: |')
+    const groups = new Map()
     for (const r of results.restarts) {
-      lines.push(`| ${r.mode} | ${r.conn} | ${fmt(r.steadyRps)} | ${fmt(r.onceRps)} (${pct(r.onceRatio)}) | ${fmt(r.reloadMs)} ms | ${fmt(r.backToBackRps)} (${pct(r.backToBackRatio)}) | ${r.reloads} | ${r.failed} |`)
+      const key = `${r.mode}|${r.conn}`
+      if (!groups.has(key)) groups.set(key, [])
+      groups.get(key).push(r)
+    }
+    for (const rs of groups.values()) {
+      const m = f => median(rs.map(f))
+      lines.push(`| ${rs[0].mode} | ${rs[0].conn} | ${fmt(m(r => r.steadyRps))} | ${fmt(m(r => r.onceRps))} (${pct(m(r => r.onceRatio))}) | ${fmt(m(r => r.reloadMs))} ms | ${fmt(m(r => r.backToBackRps))} (${pct(m(r => r.backToBackRatio))}) | ${rs.reduce((a, r) => a + r.failed, 0)} |`)
     }
   }
   const frp = s.filter(r => r.mode === 'fastify-reuseport')

@@ -118,8 +118,10 @@ for (let rep = 1; rep <= reps; rep++) {
 }
 
 const restarts = []
-for (const mode of ['fastify-reuseport', 'cluster-rr'].filter(m => modes.includes(m))) {
-  for (const close of [false, true]) restarts.push(await restartRun(mode, close))
+for (let rep = 1; rep <= reps; rep++) {
+  for (const mode of ['fastify-reuseport', 'cluster-rr'].filter(m => modes.includes(m))) {
+    for (const close of [false, true]) restarts.push({ rep, ...(await restartRun(mode, close)) })
+  }
 }
 
 const versions = { node20: process.version, node22: hasNode22() ? execFileSync(NODE22, ['-v'], { encoding: 'utf8' }).trim() : null }

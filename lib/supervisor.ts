@@ -38,7 +38,7 @@ export interface StartOptions {
   handshakeGrace?: number
   /** A slot whose worker's event loop is this late (or silent this long) is steered out, ms. 0 disables. Default 500. */
   stallTimeout?: number
-  /** A slot whose accept queue holds this many connections for 3 samples in a row is steered out. Default 32. */
+  /** A slot whose accept queue holds this many connections while its worker accepts none is steered out. Default 32. */
   stallQueue?: number
   /** Serve Prometheus metrics on this port (GET /metrics), on `host`. Off by default. */
   metricsPort?: number
@@ -105,8 +105,8 @@ interface Slot {
   retiring: boolean
   stalled: boolean
   stalls: number
-  /** Samples in a row with the accept queue at or above stallQueue. */
-  queueHigh: number
+  /** Since when the accept queue has held stallQueue or more, and the worker's accepted count then. */
+  queueFull: { since: number, accepted: number } | null
 }
 
 interface Settings {
@@ -255,7 +255,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     }
     const slot: Slot = {
       index: this.slotList.length, listeners, worker: null, restarts: 0, failures: 0, lastExit: null, respawnTimer: null,
-      acceptedBefore: 0, retiring: false, stalled: false, stalls: 0, queueHigh: 0
+      acceptedBefore: 0, retiring: false, stalled: false, stalls: 0, queueFull: null
     }
     this.slotList.push(slot)
     return slot
@@ -329,7 +329,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     if (previous) slot.acceptedBefore += previous.accepted
     slot.worker = worker
     slot.stalled = false
-    slot.queueHigh = 0
+    slot.queueFull = null
     worker.state = 'ready'
     worker.healthAt = Date.now()
     this.updateSteering()
@@ -521,28 +521,32 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   /**
-   * One sample per SAMPLE_MS: a slot is stalled when its worker's event loop
-   * runs late or has gone silent, or its accept queue stays full, while
-   * another slot is healthy. Never steer out the last healthy slot.
+   * One sample per SAMPLE_MS. A slot is stalled when its worker's event loop
+   * runs late or has gone silent, or when its accept queue stays at
+   * stallQueue or more while its worker accepts nothing (a health report came
+   * and the accepted count did not move). A long queue alone means nothing:
+   * under saturation every queue is long. Never steer out the last healthy slot.
    */
   private sample (): void {
     const { stallTimeout, stallQueue } = this.settings
     if (stallTimeout === 0 || this.closing) return
     const now = Date.now()
-    for (const slot of this.slotList) {
-      const w = slot.worker
-      if (!w || w.state !== 'ready' || slot.retiring) continue
+    const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.retiring)
+    for (const slot of serving) {
+      const w = slot.worker as Worker
       const queued = this.queued(slot)
-      slot.queueHigh = queued >= stallQueue ? slot.queueHigh + 1 : 0
+      if (queued < stallQueue) slot.queueFull = null
+      else slot.queueFull ??= { since: now, accepted: w.accepted }
+      const notAccepting = slot.queueFull !== null && w.healthAt > slot.queueFull.since + this.settings.config.healthMs &&
+        w.accepted === slot.queueFull.accepted
       const silentMs = now - w.healthAt
       const reason = silentMs > stallTimeout
         ? `event loop silent for ${silentMs} ms`
         : w.delayMs > stallTimeout
           ? `event loop delay ${Math.round(w.delayMs)} ms`
-          : slot.queueHigh >= 3 ? `accept queue at ${queued}` : null
+          : notAccepting ? `${queued} connections queued, none accepted` : null
       if (!slot.stalled && reason !== null) {
-        const healthy = this.slotList.filter(s => s !== slot && s.worker?.state === 'ready' && !s.stalled && !s.retiring)
-        if (healthy.length === 0) continue
+        if (!serving.some(s => s !== slot && !s.stalled)) continue
         slot.stalled = true
         slot.stalls++
         this.updateSteering()
