@@ -5,7 +5,7 @@ import type { ResolvedOptions } from './options'
 import { validateBacklog } from './options'
 import { closeListeners, inheritedListeners, openListeners, parsePort, resolveHost, type Listener } from './listener'
 import { kListeners, kPatched } from './symbols'
-import { trackConnections } from './drain'
+import { countConnections } from './drain'
 
 type ListenFn = (...args: unknown[]) => net.Server
 
@@ -68,7 +68,7 @@ async function listen (fastify: FastifyInstance, server: PatchedServer, original
   opts: ResolvedOptions, options: TcpListenOptions): Promise<void> {
   let listeners = takeInherited()
   if (listeners !== null) {
-    trackConnections(server)
+    countConnections(server)
   } else if (binding === null) {
     original.call(server, options)
     return

@@ -152,3 +152,26 @@ t.test('scaling up and down under load fails no request', async t => {
   await waitFor(() => /SIGTTOU ignored: the last slot is never retired/.test(sup.stderr), { timeout: 15000, what: 'the last slot to be kept' })
   t.equal(sup.workerPids().length, 1, 'one slot left, never zero')
 })
+
+t.test('a reload whose new worker fails keeps the old workers serving', async t => {
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reuseport-reload-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'app.js')
+  fs.copyFileSync(app, file)
+  const port = await freePort()
+  const sup = await startCli(['-w', '2', '-a', '127.0.0.1', '-p', String(port), file])
+  t.teardown(() => sup.stop('SIGKILL'))
+  const before = sup.workerPids()
+  const url = `http://127.0.0.1:${port}`
+  const loads = load({ url, durationMs: 3000, connections: 4, keepAlive: false })
+  await sleep(500)
+  fs.writeFileSync(file, "'use strict'\nthrow new Error('broken deploy')\n")
+  sup.child.kill('SIGHUP')
+  await waitFor(() => linesMatching(sup, /^reload: slot 1 of 2: .*broken deploy.*; keeping worker \d+, reload stopped$/).length === 1, { what: 'the failed reload to be logged' })
+  const r = await loads
+  t.equal(r.failed, 0, `no failed request (${r.requests})`)
+  t.same(sup.workerPids().sort(), before.sort(), 'the old workers still serve')
+  t.same(Object.keys(r.pids).map(Number).sort(), before.sort())
+})

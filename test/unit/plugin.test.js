@@ -160,3 +160,17 @@ t.test('where the addon did not build, the plugin warns once and listens normall
   t.match(warnings[0].msg, /native addon could not be loaded.*listening without SO_REUSEPORT/)
   t.same(lines.at(-1), { body: 'fallback' }, 'the app still serves')
 })
+
+t.test('ipv6Only: host :: is dual-stack by default, IPv6 only when asked', async t => {
+  for (const ipv6Only of [false, true]) {
+    const app = Fastify()
+    await app.register(reuseport, { ipv6Only })
+    app.get('/', async () => 'ok')
+    await app.listen({ port: 0, host: '::' })
+    const { port } = app.server.address()
+    t.equal(await (await fetch(`http://[::1]:${port}/`)).text(), 'ok', `ipv6Only ${ipv6Only}: IPv6 served`)
+    const v4 = await fetch(`http://127.0.0.1:${port}/`).then(r => r.text(), err => err.cause?.code)
+    t.equal(v4, ipv6Only ? 'ECONNREFUSED' : 'ok', `ipv6Only ${ipv6Only}: IPv4 ${ipv6Only ? 'refused' : 'served'}`)
+    await app.close()
+  }
+})
