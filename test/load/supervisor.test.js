@@ -25,7 +25,7 @@ async function startApp (t, args = [], env = {}) {
 const linesMatching = (sup, re) => sup.lines.filter(l => typeof l.msg === 'string' && re.test(l.msg))
 
 t.test('two workers serve; the supervisor serves none', async t => {
-  const { sup, url } = await startApp(t, ['-w', '2'])
+  const { sup, url } = await startApp(t, ['-w', '2', '-l', 'info'])
   const workers = sup.workerPids()
   t.equal(workers.length, 2, 'two worker processes')
   t.equal(linesMatching(sup, /^slot \d of 2: worker \d+ serving 127\.0\.0\.1:\d+$/).length, 2, 'one start line per slot')
@@ -34,6 +34,9 @@ t.test('two workers serve; the supervisor serves none', async t => {
   t.equal(r.failed, 0, 'no failed request')
   t.same(Object.keys(r.pids).map(Number).sort(), [...workers].sort(), `every response came from a worker: ${JSON.stringify(r.pids)}`)
   t.notOk(r.pids[sup.child.pid], 'none from the supervisor')
+  const workerLines = sup.lines.filter(l => l.msg === 'request completed')
+  t.ok(workerLines.length > 0, 'the workers log at -l info')
+  t.ok(workerLines.every(l => workers.includes(l.pid) && (l.slot === 0 || l.slot === 1)), 'every worker line carries its slot and pid')
 })
 
 t.test('rolling restarts under load fail no request, keep-alive or new connections', async t => {
