@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { NativeBinding } from './native'
 import type { ResolvedOptions } from './options'
 import { validateBacklog } from './options'
-import { closeListeners, inheritedListeners, openListeners, parsePort, resolveHost, type Listener } from './listener'
+import { LISTENERS_ENV, closeListeners, inheritedListeners, openListeners, parsePort, resolveHost, type Listener } from './listener'
 import { kListeners, kPatched } from './symbols'
 import { countConnections } from './drain'
 
@@ -24,9 +24,17 @@ interface TcpListenOptions {
 // The supervisor's fds serve one fastify instance per worker: the first listen() takes them.
 let inherited: Listener[] | null | undefined
 
+function readInherited (): Listener[] | null {
+  if (inherited === undefined) {
+    inherited = inheritedListeners()
+    // They are this process's fds: a child it spawns must not think it has them.
+    delete process.env[LISTENERS_ENV]
+  }
+  return inherited
+}
+
 function takeInherited (): Listener[] | null {
-  if (inherited === undefined) inherited = inheritedListeners()
-  const taken = inherited
+  const taken = readInherited()
   inherited = null
   return taken
 }
@@ -39,8 +47,7 @@ function isTcpOptions (value: unknown): value is TcpListenOptions {
 
 /** True when this process was started by the supervisor with slot fds. */
 export function isSupervised (): boolean {
-  if (inherited === undefined) inherited = inheritedListeners()
-  return inherited !== null
+  return readInherited() !== null
 }
 
 /**

@@ -41,6 +41,7 @@ async function boot (config: WorkerConfig): Promise<FastifyInstance> {
 
 async function main (): Promise<void> {
   const config = JSON.parse(process.env[WORKER_ENV] ?? 'null') as WorkerConfig | null
+  delete process.env[WORKER_ENV]
   if (config === null) {
     process.stderr.write(`fastify-reuseport: this is the worker runtime, started by "fastify-reuseport start"\n`)
     process.exit(2)

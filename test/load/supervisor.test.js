@@ -34,6 +34,8 @@ t.test('two workers serve; the supervisor serves none', async t => {
   t.equal(r.failed, 0, 'no failed request')
   t.same(Object.keys(r.pids).map(Number).sort(), [...workers].sort(), `every response came from a worker: ${JSON.stringify(r.pids)}`)
   t.notOk(r.pids[sup.child.pid], 'none from the supervisor')
+  const env = await (await request(`${url}/env`)).body.json()
+  t.same(env, { listeners: null, worker: null }, 'a worker does not pass its slot fds on to processes it spawns')
   const workerLines = sup.lines.filter(l => l.msg === 'request completed')
   t.ok(workerLines.length > 0, 'the workers log at -l info')
   t.ok(workerLines.every(l => workers.includes(l.pid) && (l.slot === 0 || l.slot === 1)), 'every worker line carries its slot and pid')
