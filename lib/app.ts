@@ -18,12 +18,13 @@ export async function loadApp (file: string): Promise<LoadedApp> {
   const resolved = path.resolve(file)
   if (!fs.existsSync(resolved)) throw new FST_REUSEPORT_APP_NOT_FOUND(resolved)
   // import() loads CommonJS too (module.exports becomes the default export).
-  const mod = await import(url.pathToFileURL(resolved).href) as Record<string, unknown>
-  const cjs = mod.default as Record<string, unknown> | undefined
-  const candidate = typeof cjs === 'object' && cjs !== null && typeof cjs.default === 'function' ? cjs.default : cjs
-  if (typeof candidate !== 'function') {
-    throw new FST_REUSEPORT_APP_INVALID(resolved, candidate === undefined ? 'no default export' : candidate === null ? 'null' : `a value of type ${typeof candidate}`)
+  const mod = await import(url.pathToFileURL(resolved).href) as { default?: unknown, options?: unknown }
+  // CommonJS compiled from ESM (TypeScript, Babel) keeps the plugin at .default.
+  const exported = mod.default as { default?: unknown, options?: unknown } | null | undefined
+  const plugin = typeof exported?.default === 'function' ? exported.default : exported
+  if (typeof plugin !== 'function') {
+    throw new FST_REUSEPORT_APP_INVALID(resolved, plugin === undefined ? 'no default export' : plugin === null ? 'null' : `a value of type ${typeof plugin}`)
   }
-  const options = (mod.options ?? (typeof cjs === 'function' || typeof cjs === 'object' ? (cjs as Record<string, unknown> | null)?.options : undefined)) as Partial<FastifyServerOptions> | undefined
-  return { plugin: candidate as FastifyPluginAsync, options }
+  const options = (mod.options ?? exported?.options) as Partial<FastifyServerOptions> | undefined
+  return { plugin: plugin as FastifyPluginAsync, options }
 }

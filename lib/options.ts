@@ -14,7 +14,8 @@ export interface ResolvedOptions {
 
 const KNOWN = new Set(['backlog', 'ipv6Only'])
 
-function received (value: unknown): string {
+/** How an error message shows the value it received. */
+export function received (value: unknown): string {
   if (typeof value === 'string') return `'${value}'`
   if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value)
   return Array.isArray(value) ? 'an array' : `type ${typeof value}`
@@ -47,4 +48,3 @@ export function resolveOptions (opts: unknown): ResolvedOptions {
   return { backlog, ipv6Only: o.ipv6Only === true }
 }
 
-export { received }
