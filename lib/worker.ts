@@ -66,7 +66,11 @@ async function main (): Promise<void> {
     stopping = true
     stopHealth()
     const clean = await drain(fastify.server, { idleMs: config.idleMs, graceMs: config.graceMs })
-    if (!clean) fastify.log.warn('drain grace period over, closing remaining connections')
+    if (!clean) {
+      // fastify.close() would wait for them: the supervisor's SIGKILL would come first.
+      fastify.log.warn('drain grace period over, closing remaining connections')
+      fastify.server.closeAllConnections()
+    }
     await fastify.close()
     process.exit(0)
   }

@@ -180,3 +180,18 @@ t.test('a reload whose new worker fails keeps the old workers serving', async t 
   t.same(sup.workerPids().sort(), before.sort(), 'the old workers still serve')
   t.same(Object.keys(r.pids).map(Number).sort(), before.sort())
 })
+
+t.test('past the close grace delay a draining worker closes what is left and exits', async t => {
+  const { sup, url, marker } = await startApp(t, ['-w', '2', '-g', '1000'])
+  const slow = request(`${url}/slow?ms=20000`).then(r => r.statusCode, err => err.code)
+  await sleep(300)
+  const started = Date.now()
+  sup.child.kill('SIGTERM')
+  const exit = await sup.exited
+  const took = Date.now() - started
+  t.same(exit, { code: 0, signal: null }, 'exit code 0')
+  t.ok(took < 5000, `shutdown took ${took} ms, bounded by -g 1000, not by the 20 s request`)
+  t.not(await slow, 200, 'the request past the grace delay was cut')
+  await sleep(200)
+  t.same(processesWith(marker), [], 'no orphan')
+})
