@@ -25,6 +25,10 @@ Options (fastify start compatible):
   -x, --prefix <prefix>          Route prefix for the app               [env: FASTIFY_PREFIX]
   -P, --pretty-logs              Pretty logs (pino-pretty)              [env: FASTIFY_PRETTY_LOGS]
       --body-limit <bytes>       Maximum request body size              [env: FASTIFY_BODY_LIMIT]
+  -r, --require <module>         Preload a CommonJS module in every worker
+                                 (repeatable), e.g. tracing            [env: FASTIFY_REQUIRE]
+  -i, --import <module>          Preload an ES module in every worker (repeatable)
+                                                                        [env: FASTIFY_IMPORT]
 
 Options (fastify-reuseport):
   -w, --workers <n|auto>         Worker processes (default auto: the CPUs this
@@ -67,6 +71,8 @@ const OPTIONS = {
   prefix: { type: 'string', short: 'x' },
   'pretty-logs': { type: 'boolean', short: 'P' },
   'body-limit': { type: 'string' },
+  require: { type: 'string', short: 'r', multiple: true },
+  import: { type: 'string', short: 'i', multiple: true },
   workers: { type: 'string', short: 'w' },
   backlog: { type: 'string' },
   'drain-delay': { type: 'string' },
@@ -124,13 +130,14 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
   }
   const { values, positionals } = parsed
   if (values.help) return 'help'
-  const get = (name: Name): string | undefined => {
+  const list = (name: 'require' | 'import'): string[] => values[name] ?? (env[envName(name)] ? [env[envName(name)] as string] : [])
+  const get = (name: Exclude<Name, 'require' | 'import'>): string | undefined => {
     const v = values[name]
     if (typeof v === 'string') return v
     const e = env[envName(name)]
     return e === undefined || e === '' ? undefined : e
   }
-  const flag = (name: Name): boolean => values[name] === true || /^(1|true|yes)$/i.test(env[envName(name)] ?? '')
+  const flag = (name: Exclude<Name, 'require' | 'import'>): boolean => values[name] === true || /^(1|true|yes)$/i.test(env[envName(name)] ?? '')
   if (positionals.length !== 1) bad(positionals.length === 0 ? 'missing the app file: fastify-reuseport start [options] <app-file>' : `expected one app file, received ${positionals.join(' ')}`)
 
   const portText = get('port') ?? env.PORT ?? '3000'
@@ -140,7 +147,7 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
   const workers = workersText === 'auto' ? 'auto' : integer('workers', workersText, 1)
   const logLevel = get('log-level')
   if (logLevel !== undefined && !LEVELS.has(logLevel)) bad(`--log-level must be one of ${[...LEVELS].join(', ')}, received '${logLevel}'`)
-  const num = (name: Name, min = 0): number | undefined => {
+  const num = (name: Exclude<Name, 'require' | 'import'>, min = 0): number | undefined => {
     const v = get(name)
     return v === undefined ? undefined : integer(name, v, min)
   }
@@ -160,6 +167,7 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
       prefix: get('prefix'),
       pluginTimeout: num('plugin-timeout'),
       bodyLimit: num('body-limit', 1),
+      preload: [...list('require').map(m => ['--require', m]), ...list('import').map(m => ['--import', m])].flat(),
       closeGraceDelay: num('close-grace-delay'),
       readyTimeout: num('ready-timeout', 1),
       backlog: num('backlog'),

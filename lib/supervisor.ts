@@ -30,6 +30,8 @@ export interface StartOptions {
   prefix?: string
   pluginTimeout?: number
   bodyLimit?: number
+  /** Node options for every worker, before the worker script: ['--require', './tracing.js'], ['--import', 'x']. */
+  preload?: string[]
   /** How long a draining worker may take before it is killed, ms. Default 10000. */
   closeGraceDelay?: number
   /** How long a new worker may take to become ready, ms. Default 30000. */
@@ -113,6 +115,7 @@ interface Slot {
 
 interface Settings {
   config: Omit<WorkerConfig, 'slot'>
+  preload: string[]
   readyTimeout: number
   handshakeGrace: number
   stallTimeout: number
@@ -166,6 +169,7 @@ export async function start (options: StartOptions): Promise<SupervisorHandle> {
     ipv6Only: options.ipv6Only === true,
     readyTimeout: integer('readyTimeout', options.readyTimeout ?? 30000, 1),
     handshakeGrace: integer('handshakeGrace', options.handshakeGrace ?? 2000),
+    preload: options.preload ?? [],
     stallTimeout,
     stallQueue: integer('stallQueue', options.stallQueue ?? 32, 1),
     config: {
@@ -180,6 +184,9 @@ export async function start (options: StartOptions): Promise<SupervisorHandle> {
       graceMs,
       healthMs: stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(stallTimeout / 4))) : 250
     }
+  }
+  if (options.preload !== undefined && (!Array.isArray(options.preload) || !options.preload.every(a => typeof a === 'string'))) {
+    throw new FST_REUSEPORT_INVALID_OPTION('preload', 'must be an array of strings', received(options.preload))
   }
   const metricsPort = options.metricsPort === undefined ? undefined : parsePort(options.metricsPort)
   const log = options.logger ?? makeLogger(options.logLevel ?? 'info', options.prettyLogs === true)
@@ -347,7 +354,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const fds = slot.listeners.map(l => l.fd)
     // stdio index = fd number in the child: 3 is IPC, the listeners follow.
     const inherited = slot.listeners.map((l, i) => ({ ...l, fd: 4 + i }))
-    const child = spawn(process.execPath, [...process.execArgv, WORKER_SCRIPT], {
+    const child = spawn(process.execPath, [...process.execArgv, ...this.settings.preload, WORKER_SCRIPT], {
       stdio: ['inherit', 'inherit', 'inherit', 'ipc', ...fds],
       env: {
         ...process.env,

@@ -195,3 +195,14 @@ t.test('past the close grace delay a draining worker closes what is left and exi
   await sleep(200)
   t.same(processesWith(marker), [], 'no orphan')
 })
+
+t.test('-r and -i preload modules in every worker', async t => {
+  const { sup, url } = await startApp(t, ['-w', '2', '-r', path.join(FIXTURES, 'preload.js'), '-i', path.join(FIXTURES, 'preload.mjs')])
+  const seen = new Set()
+  for (let i = 0; i < 20; i++) {
+    const res = await request(`${url}/preloaded`, { reset: true })
+    seen.add(JSON.stringify((await res.body.json()).preloaded))
+  }
+  t.same([...seen], ['["cjs","esm"]'], 'every worker ran both preloads, CommonJS first')
+  t.equal(sup.workerPids().length, 2)
+})
