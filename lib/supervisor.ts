@@ -231,8 +231,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   ) {
     super()
     // Nobody must outlive us, even on process.exit() from a second signal.
-    process.once('exit', () => { for (const w of this.live) w.child.kill('SIGKILL') })
+    process.once('exit', this.killAll)
   }
+
+  private readonly killAll = (): void => { for (const w of this.live) w.child.kill('SIGKILL') }
 
   /** Opens the slots in slot order (socket i of each reuseport group is slot i) and starts their workers. */
   async open (addresses: Array<{ address: string, family: 4 | 6 }>, n: number): Promise<void> {
@@ -240,8 +242,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     for (let i = 0; i < n; i++) this.addSlot()
     this.steering = this.probeSteering()
     await Promise.all(this.slotList.map(s => this.spawnReady(s)))
-    this.sampler = setInterval(() => this.sample(), SAMPLE_MS)
-    this.sampler.unref()
+    if (this.settings.stallTimeout > 0) {
+      this.sampler = setInterval(() => this.sample(), SAMPLE_MS)
+      this.sampler.unref()
+    }
     if (process.pid === 1) {
       this.reaper = setInterval(() => this.reap(), 1000)
       this.reaper.unref()
@@ -519,7 +523,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     // handshakes already in its SYN queue have no counter (TCP_INFO shows only
     // the accept queue), so they get a grace period to complete.
     const deadline = Date.now() + this.settings.handshakeGrace
-    while (slot.worker?.state === 'ready' && (Date.now() < deadline || this.queued(slot) > 0)) await sleep(20)
+    // A worker that cannot empty its queue (stuck) gets the close grace delay more, not forever.
+    const giveUp = deadline + this.settings.config.graceMs
+    while (slot.worker?.state === 'ready' && (Date.now() < deadline || (this.queued(slot) > 0 && Date.now() < giveUp))) await sleep(20)
     const worker = slot.worker
     if (worker && worker.state !== 'exited') {
       this.drainWorker(worker)
@@ -546,7 +552,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
    */
   private sample (): void {
     const { stallTimeout, stallQueue, config: { healthMs } } = this.settings
-    if (stallTimeout === 0 || this.closing) return
+    if (this.closing) return
     const now = Date.now()
     const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.retiring)
     const healthy = new Set(serving.filter(s => !s.stalled && now - (s.worker as Worker).healthAt <= 2 * healthMs))
@@ -603,6 +609,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     await Promise.all([...this.live].map(w => w.exited))
     for (const s of this.slotList) closeListeners(this.binding, s.listeners)
     if (this.metrics) await new Promise(resolve => this.metrics?.close(resolve))
+    process.off('exit', this.killAll)
     this.log.info('shutdown: done')
     this.emit('close')
   }

@@ -14,6 +14,31 @@ function fdCount () {
   return fs.readdirSync('/proc/self/fd').length
 }
 
+/**
+ * TCP sockets among this process's fds (by inode, from /proc/net/tcp and
+ * tcp6): the kind of fd a listener would leak. glibc's resolver keeps its own
+ * UDP and netlink sockets per thread, which a plain fd count would blame on us.
+ */
+function tcpFdCount () {
+  const inodes = new Set()
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    try {
+      for (const line of fs.readFileSync(table, 'utf8').split('\n').slice(1)) {
+        const inode = line.trim().split(/\s+/)[9]
+        if (inode) inodes.add(inode)
+      }
+    } catch {}
+  }
+  let n = 0
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`))
+      if (m && inodes.has(m[1])) n++
+    } catch {}
+  }
+  return n
+}
+
 /** A port free right now on 127.0.0.1 (closed again before it is returned). */
 function freePort () {
   return new Promise((resolve, reject) => {
@@ -193,4 +218,4 @@ function hasCommand (cmd) {
   }
 }
 
-module.exports = { ROOT, CLI, FIXTURES, fdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, startCli, load, paced, hasCommand }
+module.exports = { ROOT, CLI, FIXTURES, fdCount, tcpFdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, startCli, load, paced, hasCommand }
