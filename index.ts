@@ -5,7 +5,7 @@ import { resolveOptions, type FastifyReuseportOptions } from './lib/options'
 import { isSupervised, patchListen } from './lib/listen'
 
 export type { FastifyReuseportOptions } from './lib/options'
-export type { StartOptions, SupervisorHandle, SlotState, SlotInfo } from './lib/supervisor'
+export type { StartOptions, SupervisorHandle, SupervisorEvents, SlotState, SlotInfo } from './lib/supervisor'
 export { start } from './lib/supervisor'
 export { steerProgram } from './lib/steering'
 

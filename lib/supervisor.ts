@@ -66,7 +66,24 @@ export interface SlotInfo {
   lastExit: string | null
 }
 
+/** The events a SupervisorHandle emits. */
+export interface SupervisorEvents {
+  /** Any slot state change. */
+  slot: [info: SlotInfo]
+  /** A worker exited unexpectedly; a replacement is on its way. */
+  exit: [event: { slot: number, pid: number, code: number | null, signal: NodeJS.Signals | null }]
+  respawn: [event: { slot: number, pid: number }]
+  stall: [event: { slot: number, pid: number, reason: string }]
+  recover: [event: { slot: number, pid: number }]
+  /** The slot count after a scale change. */
+  scale: [slots: number]
+  reloaded: []
+  close: []
+}
+
 export interface SupervisorHandle extends EventEmitter {
+  on<E extends keyof SupervisorEvents> (event: E, listener: (...args: SupervisorEvents[E]) => void): this
+  once<E extends keyof SupervisorEvents> (event: E, listener: (...args: SupervisorEvents[E]) => void): this
   readonly port: number
   readonly addresses: string[]
   /** The metrics server's address, when metricsPort was given. */

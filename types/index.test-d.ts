@@ -33,6 +33,11 @@ async function supervise (): Promise<void> {
   await handle.close({ drainDelay: 1000 })
   void pid
   void pids
+  handle.on('slot', (info: SlotInfo) => { void info.state })
+  handle.on('exit', ({ slot, signal }) => { void slot; void signal })
+  handle.once('scale', (n: number) => { void n })
+  // @ts-expect-error a slot event carries a SlotInfo, not a string
+  handle.on('slot', (info: string) => { void info })
   // @ts-expect-error app is required
   await start({ workers: 2 })
   // @ts-expect-error workers is a number or 'auto'
