@@ -15,7 +15,7 @@ export interface WorkerConfig {
   idleMs: number
   /** Stop waiting for connections after this long while draining. */
   graceMs: number
-  /** Report event-loop delay and accepted connections this often, ms (0: never). */
+  /** Report event-loop delay and accepted connections this often, ms. */
   healthMs: number
 }
 

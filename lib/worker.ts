@@ -87,7 +87,6 @@ async function main (): Promise<void> {
  * which the supervisor notices too.
  */
 function reportHealth (fastify: FastifyInstance, everyMs: number): () => void {
-  if (everyMs <= 0) return () => {}
   const histogram = monitorEventLoopDelay({ resolution: 10 })
   histogram.enable()
   const timer = setInterval(() => {
