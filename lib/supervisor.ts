@@ -102,6 +102,7 @@ export interface SupervisorHandle extends EventEmitter {
 interface Worker {
   child: ChildProcess
   pid: number
+  slot: number
   state: 'starting' | 'ready' | 'draining' | 'exited'
   startedAt: number
   /** Last health report: when, loop delay, connections accepted. */
@@ -320,7 +321,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   private slotState (s: Slot): SlotState {
     const state = s.worker?.state
-    if (state === undefined || state === 'exited') return 'dead'
+    if (state === undefined || state === 'exited') {
+      // slot.worker is the one that serves; a replacement on its way is only in `live`.
+      return [...this.live].some(w => w.slot === s.index && w.state === 'starting') ? 'starting' : 'dead'
+    }
     if (s.retiring) return 'draining'
     if (state === 'ready' && s.stalled) return 'stalled'
     return state
@@ -386,6 +390,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const worker: Worker = {
       child,
       pid: child.pid ?? -1,
+      slot: slot.index,
       state: 'starting',
       startedAt: Date.now(),
       healthAt: Date.now(),
@@ -458,7 +463,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private respawn (slot: Slot): void {
     if (this.closing || slot.retiring) return
     slot.restarts++
-    this.spawnReady(slot).then(w => {
+    const ready = this.spawnReady(slot)
+    this.emit('slot', this.slots()[slot.index])
+    ready.then(w => {
       this.log.info({ slot: slot.index, workerPid: w.pid }, `${this.line(slot)}: worker ${w.pid} ready`)
       this.emit('respawn', { slot: slot.index, pid: w.pid })
     }, (err: Error) => {

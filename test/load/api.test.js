@@ -40,7 +40,12 @@ t.test('start() returns a handle', async t => {
   const [pid] = handle.pids()
   process.kill(pid, 'SIGKILL')
   t.match(await exit, { slot: 0, pid, signal: 'SIGKILL' }, 'crash event')
+  const states = []
+  const onSlot = s => { if (s.slot === 0) states.push(s.state) }
+  handle.on('slot', onSlot)
   await new Promise(resolve => handle.once('respawn', resolve))
+  handle.off('slot', onSlot)
+  t.same(states, ['starting', 'ready'], 'the replacement is reported starting, then ready')
   t.equal(handle.slots()[0].lastExit, 'signal SIGKILL')
 
   const workers = handle.pids()
