@@ -2,10 +2,11 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { loadNative } from './lib/native'
 import { resolveOptions, type FastifyReuseportOptions } from './lib/options'
-import { isSupervised, patchListen } from './lib/listen'
+import { inClusterWorker, isSupervised, patchListen } from './lib/listen'
 
 export type { FastifyReuseportOptions } from './lib/options'
-export type { StartOptions, SupervisorHandle, SupervisorEvents, SlotState, SlotInfo } from './lib/supervisor'
+export type { StartOptions, SupervisorHandle, SupervisorEvents, SlotState, SlotInfo, ReplaceReason } from './lib/supervisor'
+export type { Balancer } from './lib/options'
 export { start } from './lib/supervisor'
 export { steerProgram } from './lib/steering'
 
@@ -18,6 +19,7 @@ declare module 'fastify' {
 
 async function fastifyReuseport (fastify: FastifyInstance, opts: FastifyReuseportOptions): Promise<void> {
   const options = resolveOptions(opts)
+  if (inClusterWorker()) return
   // A worker's slot fds are served by Node itself: it needs no addon.
   const { binding, reason } = isSupervised() ? { binding: null, reason: null } : loadNative()
   if (reason !== null) {

@@ -4,6 +4,8 @@ import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { FST_REUSEPORT_INVALID_ARGUMENT } from './errors'
 import type { Logger } from 'pino'
+import { BALANCERS, type Balancer } from './options'
+import { parseSize } from './policy'
 import { makeLogger, start, type StartOptions } from './supervisor'
 
 const HELP = `Usage: fastify-reuseport start [options] <app-file>
@@ -46,6 +48,25 @@ Options (fastify-reuseport):
       --stall-timeout <ms>       Steer new connections away from a worker whose
                                  event loop is this late; 0 disables (default 500)
                                                                         [env: FASTIFY_STALL_TIMEOUT]
+      --worker-timeout <ms>      Kill and replace a worker whose event loop has
+                                 sent no health report for this long; its
+                                 queued connections wait for the next worker.
+                                 0 disables (default 30000)            [env: FASTIFY_WORKER_TIMEOUT]
+      --max-memory <size>        Replace a worker gracefully once its RSS passes
+                                 this (512M, 1G; default: no limit)    [env: FASTIFY_MAX_MEMORY]
+      --max-requests <n>         Replace a worker gracefully after n requests
+                                 (default 0: never)                    [env: FASTIFY_MAX_REQUESTS]
+      --max-requests-jitter <n>  Add a random 0..n to each worker's
+                                 --max-requests (default 0)            [env: FASTIFY_MAX_REQUESTS_JITTER]
+      --crash-loop-timeout <ms>  Exit 1 when no worker has served for this long
+                                 (every slot keeps crashing), so that Docker or
+                                 Kubernetes restarts the container; 0 disables
+                                 (default 30000)                       [env: FASTIFY_CRASH_LOOP_TIMEOUT]
+      --balancer <mode>          reuseport: a socket per worker, balanced by the
+                                 kernel (Linux with the addon); cluster: Node's
+                                 cluster round-robin, the supervisor accepts every
+                                 connection (default: reuseport where it works,
+                                 else cluster)                          [env: FASTIFY_BALANCER]
       --metrics-port <port>      Serve Prometheus metrics per slot at
                                  http://<address>:<port>/metrics (default off)
                                                                         [env: FASTIFY_METRICS_PORT]
@@ -80,6 +101,12 @@ const OPTIONS = {
   'handshake-grace': { type: 'string' },
   'stall-timeout': { type: 'string' },
   'metrics-port': { type: 'string' },
+  'worker-timeout': { type: 'string' },
+  'max-memory': { type: 'string' },
+  'max-requests': { type: 'string' },
+  'max-requests-jitter': { type: 'string' },
+  'crash-loop-timeout': { type: 'string' },
+  balancer: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -151,6 +178,15 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
     const v = get(name)
     return v === undefined ? undefined : integer(name, v, min)
   }
+  const size = (name: 'max-memory'): number | undefined => {
+    const v = get(name)
+    if (v === undefined) return undefined
+    return parseSize(v) ?? bad(`--${name} must be a size such as 512M or 1G, received '${v}'`)
+  }
+  const balancer = (v: string | undefined): Balancer | undefined => {
+    if (v === undefined || BALANCERS.includes(v as Balancer)) return v as Balancer | undefined
+    return bad(`--balancer must be one of ${BALANCERS.join(', ')}, received '${v}'`)
+  }
   const app = positionals[0] as string
   return {
     start: {
@@ -173,7 +209,13 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
       backlog: num('backlog'),
       handshakeGrace: num('handshake-grace'),
       stallTimeout: num('stall-timeout'),
-      metricsPort: num('metrics-port')
+      metricsPort: num('metrics-port'),
+      workerTimeout: num('worker-timeout'),
+      maxMemory: size('max-memory'),
+      maxRequests: num('max-requests'),
+      maxRequestsJitter: num('max-requests-jitter'),
+      crashLoopTimeout: num('crash-loop-timeout'),
+      balancer: balancer(get('balancer'))
     },
     drainDelay: num('drain-delay') ?? 0
   }
@@ -201,6 +243,11 @@ async function main (): Promise<void> {
   // The supervisor's own lines show at info unless -l says otherwise.
   const handle = await start(config.start).catch(fail)
   // Failures are logged by the supervisor, and the workers serving keep serving.
+  // A crash loop: exit non-zero, so that the container's restart policy takes over.
+  handle.once('fatal', err => {
+    process.stderr.write(`fastify-reuseport: ${(err as Error & { code: string }).code}: ${err.message}\n`)
+    handle.once('close', () => process.exit(1))
+  })
   const ignore = (): void => {}
   process.on('SIGHUP', () => { handle.reload().catch(ignore) })
   // Signals may come faster than slots start: count them against a target.

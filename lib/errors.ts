@@ -28,3 +28,6 @@ export const FST_REUSEPORT_INHERITED = createError(
 
 export const FST_REUSEPORT_UNSUPPORTED = createError(
   'FST_REUSEPORT_UNSUPPORTED', 'Cannot run supervised workers: %s')
+
+export const FST_REUSEPORT_CRASH_LOOP = createError(
+  'FST_REUSEPORT_CRASH_LOOP', 'No worker has served for %d ms: every slot keeps failing (last: %s); exiting so that the restart policy takes over')

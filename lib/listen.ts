@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import net from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { NativeBinding } from './native'
@@ -21,22 +22,33 @@ interface TcpListenOptions {
   ipv6Only?: boolean
 }
 
-// The supervisor's fds serve one fastify instance per worker: the first listen() takes them.
-let inherited: Listener[] | null | undefined
+// The supervisor's fds serve one fastify instance per worker: the first
+// listen() takes them. They are kept on globalThis under a registered symbol,
+// so that every copy of this package loaded in the process (the worker's and
+// the app's own) shares them; the worker runtime puts them there, out of the
+// environment, before the app module loads.
+const kInherited = Symbol.for('fastify-reuseport.inherited')
+type InheritedStore = { [kInherited]?: Listener[] | null }
 
 function readInherited (): Listener[] | null {
-  if (inherited === undefined) {
-    inherited = inheritedListeners()
+  const store = globalThis as InheritedStore
+  if (store[kInherited] === undefined) {
+    store[kInherited] = inheritedListeners()
     // They are this process's fds: a child it spawns must not think it has them.
     delete process.env[LISTENERS_ENV]
   }
-  return inherited
+  return store[kInherited] ?? null
 }
 
 function takeInherited (): Listener[] | null {
   const taken = readInherited()
-  inherited = null
+  ;(globalThis as InheritedStore)[kInherited] = null
   return taken
+}
+
+/** The worker runtime hands its slot fds to the plugin this way, not through the environment the app sees. */
+export function handDown (listeners: Listener[] | null): void {
+  (globalThis as InheritedStore)[kInherited] = listeners
 }
 
 function isTcpOptions (value: unknown): value is TcpListenOptions {
@@ -48,6 +60,15 @@ function isTcpOptions (value: unknown): value is TcpListenOptions {
 /** True when this process was started by the supervisor with slot fds. */
 export function isSupervised (): boolean {
   return readInherited() !== null
+}
+
+/**
+ * A cluster worker's listen() goes through its cluster primary, which
+ * balances: sockets of our own would bypass it (and the supervisor's cluster
+ * balancer runs its workers this way).
+ */
+export function inClusterWorker (): boolean {
+  return cluster.isWorker
 }
 
 /**

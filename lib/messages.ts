@@ -1,9 +1,11 @@
-// The IPC protocol between the supervisor and its workers.
-
-/** What the supervisor tells a worker through its environment. */
+// The protocol between the supervisor and its workers, spoken over the
+// private control channel (lib/channel.ts).
+/** What the supervisor tells a worker through its environment, which the worker removes before the app loads. */
 export interface WorkerConfig {
   app: string
   slot: number
+  /** The control channel's fd. */
+  control: number
   logLevel: string
   prettyLogs: boolean
   /** fastify-cli's -o: merge the app's exported `options` into the Fastify options. */
@@ -17,22 +19,46 @@ export interface WorkerConfig {
   graceMs: number
   /** Report event-loop delay and accepted connections this often, ms. */
   healthMs: number
+  /** Count requests for --max-requests (nothing is counted per request otherwise). */
+  countRequests: boolean
+  /**
+   * The cluster balancer's listen options: the worker listens itself, through
+   * Node's cluster primary. null: serve the slot fds handed down.
+   */
+  listen: { port: number, host: string, backlog: number } | null
 }
 
 export const WORKER_ENV = 'FASTIFY_REUSEPORT_WORKER'
 
+/** The serialized error of a worker that failed to boot or crashed. */
+export interface ErrorReport {
+  code: string
+  message: string
+  /** Node's own text: the stack, and for a syntax error the file:line and caret. */
+  stack?: string
+}
+
 export type WorkerMessage =
   | { type: 'ready', addresses: string[] }
-  | { type: 'error', code: string, message: string }
-  /** Event-loop delay (max over the last interval) and connections accepted so far. */
-  | { type: 'health', delayMs: number, accepted: number }
+  | ({ type: 'error' } & ErrorReport)
+  /** An uncaught error while serving or draining, sent just before the worker exits. */
+  | ({ type: 'crash' } & ErrorReport)
+  /**
+   * Event-loop delay (max over the last interval), connections accepted so
+   * far, resident set size and requests served.
+   */
+  | { type: 'health', delayMs: number, accepted: number, rss: number, requests: number }
 
 export type SupervisorMessage = { type: 'drain' }
+
+/** Over Node's IPC channel, with the socket as its handle: a connection from an orphaned slot's queue. */
+export const HANDOFF = 'fastify-reuseport:connection'
 
 export function isWorkerMessage (value: unknown): value is WorkerMessage {
   if (typeof value !== 'object' || value === null) return false
   const m = value as Record<string, unknown>
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
-    (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
-    (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number')
+    ((m.type === 'error' || m.type === 'crash') && typeof m.code === 'string' && typeof m.message === 'string') ||
+    (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
+      typeof m.rss === 'number' && typeof m.requests === 'number')
 }

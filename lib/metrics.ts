@@ -1,4 +1,5 @@
 import http from 'node:http'
+import { REPLACE_REASONS } from './policy'
 import type { SlotInfo, SlotState } from './supervisor'
 
 const STATES: SlotState[] = ['starting', 'ready', 'draining', 'stalled', 'dead']
@@ -30,6 +31,9 @@ export function renderMetrics (slots: SlotInfo[]): string {
   metric('fastify_reuseport_slot_event_loop_delay_seconds', 'gauge', 'Worst event-loop delay the worker reported in its last interval.', slots.map(s => [slot(s), s.loopDelayMs / 1000]))
   metric('fastify_reuseport_slot_restarts_total', 'counter', 'Workers started on the slot after its first.', slots.map(s => [slot(s), s.restarts]))
   metric('fastify_reuseport_slot_stalls_total', 'counter', 'Times the slot was steered out as stalled.', slots.map(s => [slot(s), s.stalls]))
+  metric('fastify_reuseport_slot_replacements_total', 'counter', 'Workers replaced by the self-healing rules (hung, memory, requests).',
+    slots.flatMap(s => REPLACE_REASONS.map(reason => [{ ...slot(s), reason }, s.replacements[reason]] as [Record<string, string>, number])))
+  metric('fastify_reuseport_slot_handed_off_connections_total', 'counter', 'Connections from the slot\'s queue passed to other workers while it had none.', slots.map(s => [slot(s), s.handedOff]))
   metric('fastify_reuseport_slot_last_exit_info', 'gauge', 'How the slot\'s last worker exited unexpectedly.',
     slots.filter(s => s.lastExit !== null).map(s => [{ ...slot(s), reason: s.lastExit as string }, 1]))
   return out.join('\n') + '\n'

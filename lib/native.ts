@@ -22,6 +22,10 @@ export interface NativeBinding {
   detachSteering (fd: number): void
   /** Reaps exited children other than `keep` (as PID 1, orphans are ours to wait for); returns how many. */
   reapOrphans (keep: number[]): number
+  /** A close-on-exec duplicate of fd (same open socket). */
+  dup (fd: number): number
+  /** Sets FD_CLOEXEC on fd, so that processes spawned later do not inherit it. */
+  setCloexec (fd: number): void
 }
 
 export type NativeLoad =

@@ -1,4 +1,7 @@
+import path from 'node:path'
 import { FST_REUSEPORT_INVALID_OPTION } from './errors'
+import { parsePort } from './listener'
+import { parseSize } from './policy'
 
 export interface FastifyReuseportOptions {
   /** listen(2) backlog for sockets the plugin opens; a listen() `backlog` wins. Default 511, as Node. */
@@ -48,3 +51,145 @@ export function resolveOptions (opts: unknown): ResolvedOptions {
   return { backlog, ipv6Only: o.ipv6Only === true }
 }
 
+
+/** Options of start() and of the CLI's flags. */
+export interface StartOptions {
+  /** Path of the app file: a Fastify plugin, CommonJS or ESM. */
+  app: string
+  /** Worker count, or 'auto' (default): the CPUs this process may use. */
+  workers?: number | 'auto'
+  port?: number | string
+  /** Default 'localhost' (every loopback address), as fastify. */
+  host?: string
+  backlog?: number
+  ipv6Only?: boolean
+  logLevel?: string
+  prettyLogs?: boolean
+  /** fastify-cli's -o: use the app's exported `options`. */
+  options?: boolean
+  prefix?: string
+  pluginTimeout?: number
+  bodyLimit?: number
+  /** Node options for every worker, before the worker script: ['--require', './tracing.js'], ['--import', 'x']. */
+  preload?: string[]
+  /** How long a draining worker may take before it is killed, ms. Default 10000. */
+  closeGraceDelay?: number
+  /** How long a new worker may take to become ready, ms. Default 30000. */
+  readyTimeout?: number
+  /** When retiring a slot, how long to wait for handshakes in flight on it after its accept queue is empty, ms. Default 2000. */
+  handshakeGrace?: number
+  /** A slot whose worker's event loop is this late (or silent this long) is steered out, ms. 0 disables. Default 500. */
+  stallTimeout?: number
+  /** A slot whose accept queue holds this many connections while its worker accepts none is steered out. Default 32. */
+  stallQueue?: number
+  /** A worker that sends no health report for this long is killed and replaced on its slot, ms. 0 disables. Default 30000. */
+  workerTimeout?: number
+  /** Replace a worker gracefully once its RSS passes this: bytes, or '512M', '1G'. Default: no limit. */
+  maxMemory?: number | string
+  /** Replace a worker gracefully after it has served this many requests. 0 (default): never. */
+  maxRequests?: number
+  /** Add a random 0..n to each worker's maxRequests, so that workers do not recycle together. Default 0. */
+  maxRequestsJitter?: number
+  /** Exit (the 'fatal' event, then close) when no slot has served for this long, ms. 0 disables. Default 30000. */
+  crashLoopTimeout?: number
+  /** Serve Prometheus metrics on this port (GET /metrics), on `host`. Off by default. */
+  metricsPort?: number
+  /**
+   * How connections reach workers: 'reuseport' (a socket per slot, Linux with
+   * the addon) or 'cluster' (Node's cluster round-robin: the supervisor
+   * accepts every connection). Default: reuseport where it works, else cluster.
+   */
+  balancer?: Balancer
+}
+
+export type Balancer = 'reuseport' | 'cluster'
+export const BALANCERS: readonly Balancer[] = ['reuseport', 'cluster']
+
+/** start()'s options, validated, with their defaults. */
+export interface StartSettings {
+  app: string
+  workers: number | 'auto'
+  host: string
+  port: number
+  backlog: number
+  ipv6Only: boolean
+  logLevel: string
+  prettyLogs: boolean
+  useOptions: boolean
+  prefix: string | undefined
+  pluginTimeout: number
+  bodyLimit: number | undefined
+  preload: string[]
+  graceMs: number
+  readyTimeout: number
+  handshakeGrace: number
+  stallTimeout: number
+  stallQueue: number
+  workerTimeout: number
+  maxMemory: number
+  maxRequests: number
+  maxRequestsJitter: number
+  crashLoopTimeout: number
+  metricsPort: number | undefined
+  /** undefined: reuseport where it works. */
+  balancer: Balancer | undefined
+}
+
+function integer (name: string, value: unknown, fallback: number, min = 0): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw new FST_REUSEPORT_INVALID_OPTION(name, `must be an integer >= ${min}`, received(value))
+  }
+  return value
+}
+
+function balancer (value: unknown): Balancer | undefined {
+  if (value === undefined || BALANCERS.includes(value as Balancer)) return value as Balancer | undefined
+  throw new FST_REUSEPORT_INVALID_OPTION('balancer', `must be one of ${BALANCERS.join(', ')}`, received(value))
+}
+
+/** Validates start()'s options, naming the option and the value received. */
+export function resolveStartOptions (options: unknown): StartSettings {
+  if (typeof options !== 'object' || options === null) throw new FST_REUSEPORT_INVALID_OPTION('options', 'must be an object', received(options))
+  const o = options as StartOptions
+  if (typeof o.app !== 'string' || o.app === '') throw new FST_REUSEPORT_INVALID_OPTION('app', 'must be the path of an app file', received(o.app))
+  const host = o.host ?? 'localhost'
+  if (typeof host !== 'string') throw new FST_REUSEPORT_INVALID_OPTION('host', 'must be a string', received(host))
+  if (o.preload !== undefined && (!Array.isArray(o.preload) || !o.preload.every(a => typeof a === 'string'))) {
+    throw new FST_REUSEPORT_INVALID_OPTION('preload', 'must be an array of strings', received(o.preload))
+  }
+  let maxMemory = 0
+  if (typeof o.maxMemory === 'string') {
+    maxMemory = parseSize(o.maxMemory) ?? Number.NaN
+    if (Number.isNaN(maxMemory)) throw new FST_REUSEPORT_INVALID_OPTION('maxMemory', 'must be a size such as 512M or 1G', received(o.maxMemory))
+  } else {
+    maxMemory = integer('maxMemory', o.maxMemory, 0)
+  }
+  return {
+    app: path.resolve(o.app),
+    workers: o.workers === undefined || o.workers === 'auto' ? 'auto' : integer('workers', o.workers, 1, 1),
+    host,
+    port: parsePort(o.port ?? 3000),
+    backlog: o.backlog === undefined ? 511 : validateBacklog(o.backlog),
+    ipv6Only: o.ipv6Only === true,
+    logLevel: o.logLevel ?? 'info',
+    prettyLogs: o.prettyLogs === true,
+    useOptions: o.options === true,
+    prefix: o.prefix,
+    pluginTimeout: integer('pluginTimeout', o.pluginTimeout, 10000),
+    bodyLimit: o.bodyLimit === undefined ? undefined : integer('bodyLimit', o.bodyLimit, 0, 1),
+    preload: o.preload ?? [],
+    graceMs: integer('closeGraceDelay', o.closeGraceDelay, 10000),
+    readyTimeout: integer('readyTimeout', o.readyTimeout, 30000, 1),
+    handshakeGrace: integer('handshakeGrace', o.handshakeGrace, 2000),
+    stallTimeout: integer('stallTimeout', o.stallTimeout, 500),
+    stallQueue: integer('stallQueue', o.stallQueue, 32, 1),
+    workerTimeout: integer('workerTimeout', o.workerTimeout, 30000),
+    maxMemory,
+    maxRequests: integer('maxRequests', o.maxRequests, 0),
+    maxRequestsJitter: integer('maxRequestsJitter', o.maxRequestsJitter, 0),
+    crashLoopTimeout: integer('crashLoopTimeout', o.crashLoopTimeout, 30000),
+    metricsPort: o.metricsPort === undefined ? undefined : parsePort(o.metricsPort),
+    balancer: balancer(o.balancer)
+  }
+}

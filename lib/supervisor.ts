@@ -1,52 +1,28 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+// The supervisor: owns one listening socket per slot, runs one worker per
+// slot on it, and executes what lib/policy.ts decides (stalls, replacements,
+// respawns, crash loops). The slot table is the one truth: every worker
+// process belongs to the slot that started it and never outlives it.
 import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import type http from 'node:http'
-import path from 'node:path'
 import pino, { type Logger } from 'pino'
 import { availableCpus } from './cpus'
-import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED } from './errors'
-import { LISTENERS_ENV, closeListeners, openListeners, parsePort, resolveHost, type Listener } from './listener'
-import { isWorkerMessage, WORKER_ENV, type SupervisorMessage, type WorkerConfig } from './messages'
+import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_CRASH_LOOP, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED } from './errors'
+import { Handoff } from './handoff'
+import { closeListeners, openListeners, resolveHost, type Listener } from './listener'
+import { isWorkerMessage, type ErrorReport, type SupervisorMessage, type WorkerConfig } from './messages'
 import { serveMetrics } from './metrics'
 import { loadNative, type NativeBinding } from './native'
-import { received, validateBacklog } from './options'
+import { received, resolveStartOptions, type Balancer, type StartOptions, type StartSettings } from './options'
+import {
+  crashLooping, failuresAfterExit, freshStallMemory, mayStall, nextReplacement, recovered, replaceReason,
+  requestLimit, respawnDelay, stallReason, type ReplaceReason, type StallMemory
+} from './policy'
+import { spawnWorker, type Exit, type WorkerProcess } from './spawn'
 import { steerProgram } from './steering'
 
-export interface StartOptions {
-  /** Path of the app file: a Fastify plugin, CommonJS or ESM. */
-  app: string
-  /** Worker count, or 'auto' (default): the CPUs this process may use. */
-  workers?: number | 'auto'
-  port?: number | string
-  /** Default 'localhost' (every loopback address), as fastify. */
-  host?: string
-  backlog?: number
-  ipv6Only?: boolean
-  logLevel?: string
-  prettyLogs?: boolean
-  /** fastify-cli's -o: use the app's exported `options`. */
-  options?: boolean
-  prefix?: string
-  pluginTimeout?: number
-  bodyLimit?: number
-  /** Node options for every worker, before the worker script: ['--require', './tracing.js'], ['--import', 'x']. */
-  preload?: string[]
-  /** How long a draining worker may take before it is killed, ms. Default 10000. */
-  closeGraceDelay?: number
-  /** How long a new worker may take to become ready, ms. Default 30000. */
-  readyTimeout?: number
-  /** When retiring a slot, how long to wait for handshakes in flight on it after its accept queue is empty, ms. Default 2000. */
-  handshakeGrace?: number
-  /** A slot whose worker's event loop is this late (or silent this long) is steered out, ms. 0 disables. Default 500. */
-  stallTimeout?: number
-  /** A slot whose accept queue holds this many connections while its worker accepts none is steered out. Default 32. */
-  stallQueue?: number
-  /** Serve Prometheus metrics on this port (GET /metrics), on `host`. Off by default. */
-  metricsPort?: number
-  /** A pino logger for the supervisor's own lines; one is made from logLevel otherwise. */
-  logger?: Logger
-}
+export type { StartOptions } from './options'
+export type { ReplaceReason } from './policy'
 
 export type SlotState = 'starting' | 'ready' | 'draining' | 'stalled' | 'dead'
 
@@ -60,8 +36,16 @@ export interface SlotInfo {
   queued: number
   /** Worst event-loop delay its worker reported in its last interval, ms. */
   loopDelayMs: number
+  /** Its worker's resident set size at its last report, bytes (0: no worker). */
+  rss: number
+  /** Requests its worker has served (counted only with maxRequests). */
+  requests: number
   restarts: number
   stalls: number
+  /** Workers replaced on this slot by the self-healing rules, by reason. */
+  replacements: Record<ReplaceReason, number>
+  /** Connections from its queue passed to other workers while it had none. */
+  handedOff: number
   /** How the slot's last worker exited unexpectedly ("code 1", "signal SIGKILL"). */
   lastExit: string | null
 }
@@ -71,13 +55,17 @@ export interface SupervisorEvents {
   /** Any slot state change. */
   slot: [info: SlotInfo]
   /** A worker exited unexpectedly; a replacement is on its way. */
-  exit: [event: { slot: number, pid: number, code: number | null, signal: NodeJS.Signals | null }]
+  exit: [event: { slot: number, pid: number, code: number | null, signal: NodeJS.Signals | null, error: ErrorReport | null }]
   respawn: [event: { slot: number, pid: number }]
   stall: [event: { slot: number, pid: number, reason: string }]
   recover: [event: { slot: number, pid: number }]
+  /** A worker is being replaced: hung (killed at once), or past --max-memory or --max-requests (gracefully). */
+  replace: [event: { slot: number, pid: number, reason: ReplaceReason, detail: string }]
   /** The slot count after a scale change. */
   scale: [slots: number]
   reloaded: []
+  /** No slot has served for crashLoopTimeout: the supervisor closes itself; exit non-zero. */
+  fatal: [err: Error]
   close: []
 }
 
@@ -100,64 +88,75 @@ export interface SupervisorHandle extends EventEmitter {
 }
 
 interface Worker {
-  child: ChildProcess
+  proc: WorkerProcess
   pid: number
-  slot: number
+  slot: Slot
+  /** draining also covers a hung worker on its way out: no longer the slot's. */
   state: 'starting' | 'ready' | 'draining' | 'exited'
   startedAt: number
-  /** Last health report: when, loop delay, connections accepted. */
+  readyAt: number | null
+  /** What it said it serves, when ready. */
+  addresses: string[]
+  /** Its last health report: when, and what it said. */
   healthAt: number
   delayMs: number
   accepted: number
-  exited: Promise<void>
+  rss: number
+  requests: number
+  /** Its own --max-requests with jitter (0: none). */
+  requestLimit: number
+  /** What it reported when it crashed. */
+  crash: ErrorReport | null
 }
 
 interface Slot {
   index: number
   listeners: Listener[]
+  /** The worker that serves it. */
   worker: Worker | null
+  /** Every process started for this slot and not yet gone: the serving one, one starting, old ones draining. */
+  workers: Set<Worker>
+  retiring: boolean
+  /** Retired: out of the table, its sockets closed. */
+  closed: boolean
   restarts: number
+  /** Consecutive failures: deaths before, or soon after, becoming ready. */
   failures: number
   lastExit: string | null
   respawnTimer: NodeJS.Timeout | null
   /** Connections accepted by this slot's earlier workers. */
   acceptedBefore: number
-  retiring: boolean
   stalled: boolean
   stalls: number
-  /** Since when the accept queue has held stallQueue or more, and the worker's accepted count then. */
-  queueFull: { since: number, accepted: number } | null
-  /** The accept queue at the previous sample. */
-  lastQueued: number
+  stallMemory: StallMemory
+  replacements: Record<ReplaceReason, number>
+  /** No graceful replacement before this: the last one failed to boot. */
+  replaceAfter: number
+  /** Lost its serving worker (crash, hang) and has no new one yet: its queue is handed off. */
+  orphaned: boolean
+  handoff: Handoff | null
+  handedOffBefore: number
 }
 
-interface Settings {
-  config: Omit<WorkerConfig, 'slot'>
-  preload: string[]
-  readyTimeout: number
-  handshakeGrace: number
-  stallTimeout: number
-  stallQueue: number
-  port: number
-  backlog: number
-  ipv6Only: boolean
+interface Settings extends StartSettings {
+  config: Omit<WorkerConfig, 'slot' | 'control'>
+  balancer: Balancer
+  /** Why the cluster balancer runs, when it was not asked for. */
+  fallbackReason: string | null
 }
 
-const WORKER_SCRIPT = path.join(__dirname, 'worker.js')
 // A stuck worker gets its share of new connections until it is steered out:
 // detection time is what this feature sells. 50 samples/s of TCP_INFO per
 // slot and 20 health reports/s per worker cost well under 1% of a core.
 const SAMPLE_MS = 20
 const HEALTH_MS = 50
+// Without stall steering, the replacement and crash-loop rules need no more.
+const CHECK_MS = 100
+// A replacement that failed to boot is not tried again on that slot sooner.
+const REPLACE_RETRY_MS = 10000
 
-function integer (name: string, value: unknown, min = 0): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw new FST_REUSEPORT_INVALID_OPTION(name, `must be an integer >= ${min}`, received(value))
-  }
-  return value
-}
-
-function describeExit (code: number | null, signal: NodeJS.Signals | null): string {
+function describeExit ({ code, signal, error }: Exit): string {
+  if (error !== null) return `spawn error ${(error as NodeJS.ErrnoException).code ?? error.message}`
   return signal !== null ? `signal ${signal}` : `code ${code}`
 }
 
@@ -173,52 +172,46 @@ export function makeLogger (level: string, pretty: boolean): Logger {
 }
 
 /** Runs an app on N workers, each serving its own SO_REUSEPORT socket owned here. */
-export async function start (options: StartOptions): Promise<SupervisorHandle> {
-  if (typeof options !== 'object' || options === null) throw new FST_REUSEPORT_INVALID_OPTION('options', 'must be an object', received(options))
-  if (typeof options.app !== 'string' || options.app === '') throw new FST_REUSEPORT_INVALID_OPTION('app', 'must be the path of an app file', received(options.app))
-  const workers = options.workers === undefined || options.workers === 'auto' ? availableCpus() : integer('workers', options.workers, 1)
-  const host = options.host ?? 'localhost'
-  if (typeof host !== 'string') throw new FST_REUSEPORT_INVALID_OPTION('host', 'must be a string', received(host))
-  const graceMs = integer('closeGraceDelay', options.closeGraceDelay ?? 10000)
-  const stallTimeout = integer('stallTimeout', options.stallTimeout ?? 500)
+export async function start (options: StartOptions & { logger?: Logger }): Promise<SupervisorHandle> {
+  const s = resolveStartOptions(options)
+  const workers = s.workers === 'auto' ? availableCpus() : s.workers
   const settings: Settings = {
-    port: parsePort(options.port ?? 3000),
-    backlog: options.backlog === undefined ? 511 : validateBacklog(options.backlog),
-    ipv6Only: options.ipv6Only === true,
-    readyTimeout: integer('readyTimeout', options.readyTimeout ?? 30000, 1),
-    handshakeGrace: integer('handshakeGrace', options.handshakeGrace ?? 2000),
-    preload: options.preload ?? [],
-    stallTimeout,
-    stallQueue: integer('stallQueue', options.stallQueue ?? 32, 1),
+    ...s,
     config: {
-      app: path.resolve(options.app),
-      logLevel: options.logLevel ?? 'info',
-      prettyLogs: options.prettyLogs === true,
-      useOptions: options.options === true,
-      prefix: options.prefix,
-      pluginTimeout: options.pluginTimeout ?? 10000,
-      bodyLimit: options.bodyLimit,
-      idleMs: Math.min(1000, Math.max(50, Math.floor(graceMs / 4))),
-      graceMs,
-      healthMs: stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(stallTimeout / 4))) : 250
-    }
+      app: s.app,
+      logLevel: s.logLevel,
+      prettyLogs: s.prettyLogs,
+      useOptions: s.useOptions,
+      prefix: s.prefix,
+      pluginTimeout: s.pluginTimeout,
+      bodyLimit: s.bodyLimit,
+      idleMs: Math.min(1000, Math.max(50, Math.floor(s.graceMs / 4))),
+      graceMs: s.graceMs,
+      healthMs: s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250,
+      countRequests: s.maxRequests > 0,
+      listen: null
+    },
+    balancer: 'reuseport',
+    fallbackReason: null
   }
-  if (options.preload !== undefined && (!Array.isArray(options.preload) || !options.preload.every(a => typeof a === 'string'))) {
-    throw new FST_REUSEPORT_INVALID_OPTION('preload', 'must be an array of strings', received(options.preload))
-  }
-  const metricsPort = options.metricsPort === undefined ? undefined : parsePort(options.metricsPort)
-  const log = options.logger ?? makeLogger(options.logLevel ?? 'info', options.prettyLogs === true)
-  if (!fs.existsSync(settings.config.app)) throw new FST_REUSEPORT_APP_NOT_FOUND(settings.config.app)
+  const log = options.logger ?? makeLogger(s.logLevel, s.prettyLogs)
+  if (!fs.existsSync(s.app)) throw new FST_REUSEPORT_APP_NOT_FOUND(s.app)
 
+  // Where SO_REUSEPORT cannot balance (macOS, Windows, no addon), Node's
+  // cluster round-robin serves instead: same flags, signals, drain, respawn.
   const { binding, reason } = loadNative()
-  if (binding === null) throw new FST_REUSEPORT_UNSUPPORTED(reason)
+  if (s.balancer === 'reuseport' && binding === null) throw new FST_REUSEPORT_UNSUPPORTED(reason)
+  settings.balancer = s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
+  settings.fallbackReason = s.balancer === undefined ? reason : null
 
-  const supervisor = new Supervisor(binding, log, settings)
+  if (settings.balancer === 'cluster') settings.config.listen = { port: s.port, host: s.host, backlog: s.backlog }
+  const supervisor = new Supervisor(settings.balancer === 'reuseport' ? binding : null, log, settings)
   try {
-    await supervisor.open(await resolveHost(host), workers)
-    if (metricsPort !== undefined) await supervisor.serveMetrics(metricsPort, host)
+    await supervisor.open(await resolveHost(s.host), workers)
+    if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
   } catch (err) {
-    await supervisor.close()
+    // The caller reports the error: a failed start says nothing else.
+    await supervisor.shutdown(0, true)
     throw err
   }
   supervisor.logStarted()
@@ -233,17 +226,21 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   /** The addresses every slot binds: those slot 0 could bind. */
   private template: Array<{ address: string, family: 4 | 6 }> = []
   private closing = false
-  /** Reloads and scale changes run one at a time, in order. */
+  private closed: Promise<void> | null = null
+  /** Reloads, scale changes and graceful replacements run one at a time, in order. */
   private queue: Promise<unknown> = Promise.resolve()
+  private pending = 0
   private steering = false
-  private sampler: NodeJS.Timeout | null = null
+  private ticker: NodeJS.Timeout | null = null
   private reaper: NodeJS.Timeout | null = null
-  /** Every worker process not yet exited, including new ones not yet ready. */
-  private readonly live = new Set<Worker>()
   private metrics: http.Server | null = null
+  /** The last moment some slot had a ready worker. */
+  private lastServedAt = Date.now()
+  private handoffTurn = 0
 
   constructor (
-    private readonly binding: NativeBinding,
+    /** null under the cluster balancer: no slot sockets, no steering, no queue to read. */
+    private readonly binding: NativeBinding | null,
     private readonly log: Logger,
     private readonly settings: Settings
   ) {
@@ -252,19 +249,27 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     process.once('exit', this.killAll)
   }
 
-  private readonly killAll = (): void => { for (const w of this.live) w.child.kill('SIGKILL') }
+  private * allWorkers (): Generator<Worker> {
+    for (const s of this.slotList) yield * s.workers
+  }
+
+  private readonly killAll = (): void => { for (const w of this.allWorkers()) w.proc.kill('SIGKILL') }
 
   /** Opens the slots in slot order (socket i of each reuseport group is slot i) and starts their workers. */
   async open (addresses: Array<{ address: string, family: 4 | 6 }>, n: number): Promise<void> {
     this.template = addresses
     for (let i = 0; i < n; i++) this.addSlot()
     this.steering = this.probeSteering()
-    await Promise.all(this.slotList.map(s => this.spawnReady(s)))
-    if (this.settings.stallTimeout > 0) {
-      this.sampler = setInterval(() => this.sample(), SAMPLE_MS)
-      this.sampler.unref()
+    const ready = await Promise.all(this.slotList.map(s => this.spawnReady(s)))
+    // Under the cluster balancer the workers chose the port (port 0) and know the addresses.
+    if (this.binding === null) {
+      this.addresses = ready[0]?.addresses ?? []
+      this.port = Number(/:(\d+)$/.exec(this.addresses[0] ?? '')?.[1] ?? this.settings.port)
     }
-    if (process.pid === 1) {
+    this.lastServedAt = Date.now()
+    this.ticker = setInterval(() => this.tick(), this.settings.stallTimeout > 0 ? SAMPLE_MS : CHECK_MS)
+    this.ticker.unref()
+    if (process.pid === 1 && this.binding !== null) {
       this.reaper = setInterval(() => this.reap(), 1000)
       this.reaper.unref()
     }
@@ -273,7 +278,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   /** As PID 1 (a container's entrypoint), orphaned processes are ours to reap. */
   private reap (): void {
     try {
-      this.binding.reapOrphans([...this.live].map(w => w.pid))
+      this.binding?.reapOrphans([...this.allWorkers()].map(w => w.pid))
     } catch (err) {
       this.log.warn({ err }, 'could not reap orphaned processes')
     }
@@ -281,15 +286,17 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   private addSlot (): Slot {
     const { port, backlog, ipv6Only } = this.settings
-    const listeners = openListeners(this.binding, this.template, { port: this.port || port, backlog, ipv6Only })
-    if (this.slotList.length === 0) {
+    const listeners = this.binding === null ? [] : openListeners(this.binding, this.template, { port: this.port || port, backlog, ipv6Only })
+    if (this.slotList.length === 0 && this.binding !== null) {
       this.template = listeners.map(({ address, family }) => ({ address, family }))
       this.port = listeners[0]?.port ?? port
       this.addresses = listeners.map(l => (l.family === 6 ? `[${l.address}]` : l.address) + ':' + l.port)
     }
     const slot: Slot = {
-      index: this.slotList.length, listeners, worker: null, restarts: 0, failures: 0, lastExit: null, respawnTimer: null,
-      acceptedBefore: 0, retiring: false, stalled: false, stalls: 0, queueFull: null, lastQueued: 0
+      index: this.slotList.length, listeners, worker: null, workers: new Set(), retiring: false, closed: false,
+      restarts: 0, failures: 0, lastExit: null, respawnTimer: null, acceptedBefore: 0,
+      stalled: false, stalls: 0, stallMemory: freshStallMemory(),
+      replacements: { hung: 0, memory: 0, requests: 0 }, replaceAfter: 0, orphaned: false, handoff: null, handedOffBefore: 0
     }
     this.slotList.push(slot)
     return slot
@@ -306,48 +313,64 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   slots (): SlotInfo[] {
-    return this.slotList.map(s => ({
+    return this.slotList.map(s => this.info(s))
+  }
+
+  private info (s: Slot): SlotInfo {
+    const w = s.worker
+    return {
       slot: s.index,
       state: this.slotState(s),
-      pid: s.worker?.pid ?? null,
-      accepted: s.acceptedBefore + (s.worker?.accepted ?? 0),
+      pid: w?.pid ?? null,
+      accepted: s.acceptedBefore + (w?.accepted ?? 0),
       queued: this.queued(s),
-      loopDelayMs: s.worker?.delayMs ?? 0,
+      loopDelayMs: w?.delayMs ?? 0,
+      rss: w?.rss ?? 0,
+      requests: w?.requests ?? 0,
       restarts: s.restarts,
       stalls: s.stalls,
+      replacements: { ...s.replacements },
+      handedOff: s.handedOffBefore + (s.handoff?.count ?? 0),
       lastExit: s.lastExit
-    }))
+    }
   }
 
   private slotState (s: Slot): SlotState {
-    const state = s.worker?.state
-    if (state === undefined || state === 'exited') {
-      // slot.worker is the one that serves; a replacement on its way is only in `live`.
-      return [...this.live].some(w => w.slot === s.index && w.state === 'starting') ? 'starting' : 'dead'
-    }
     if (s.retiring) return 'draining'
-    if (state === 'ready' && s.stalled) return 'stalled'
-    return state
+    if (s.worker === null) return [...s.workers].some(w => w.state === 'starting') ? 'starting' : 'dead'
+    return s.stalled ? 'stalled' : 'ready'
   }
 
   private queued (s: Slot): number {
     let n = 0
     for (const l of s.listeners) {
-      try { n += this.binding.queueInfo(l.fd).queued } catch { /* closed while retiring or shutting down */ }
+      try { n += this.binding?.queueInfo(l.fd).queued ?? 0 } catch { /* closed while retiring or shutting down */ }
     }
     return n
   }
 
+  /** Slot numbers are 1-based in every message, 0-based in fields. */
   private line (s: Slot): string {
     return `slot ${s.index + 1} of ${this.slotList.length}`
+  }
+
+  private changed (s: Slot): void {
+    if (!s.closed) this.emit('slot', this.info(s))
   }
 
   logStarted (): void {
     for (const s of this.slotList) {
       this.log.info({ slot: s.index, workerPid: s.worker?.pid, addresses: this.addresses }, `${this.line(s)}: worker ${s.worker?.pid} serving ${this.addresses.join(', ')}`)
     }
+    if (this.binding === null) {
+      const why = this.settings.fallbackReason ?? 'forced by --balancer cluster'
+      this.log.info({ balancer: 'cluster', reason: why },
+        `safety nets: balancer cluster round-robin (${why}): the supervisor accepts every connection and passes it to a worker; no socket handoff, no steering`)
+      if (this.metricsPort !== null) this.log.info(`metrics: http://${this.addresses[0]?.replace(/:\d+$/, '')}:${this.metricsPort}/metrics`)
+      return
+    }
     const migrate = readMigrateReq()
-    this.log.info({ handoff: true, tcpMigrateReq: migrate, steering: this.steering },
+    this.log.info({ balancer: 'reuseport', handoff: true, tcpMigrateReq: migrate, steering: this.steering },
       `safety nets: socket handoff on; net.ipv4.tcp_migrate_req ${migrate === null ? 'unavailable (Linux < 5.14)' : migrate ? 'on' : 'off'}; classic BPF steering ${this.steering ? 'attached on demand' : 'unavailable'}`)
     if (this.metricsPort !== null) this.log.info(`metrics: http://${this.addresses[0]?.replace(/:\d+$/, '')}:${this.metricsPort}/metrics`)
   }
@@ -356,129 +379,205 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private async spawnReady (slot: Slot): Promise<Worker> {
     const worker = this.spawn(slot)
     try {
-      await this.waitReady(slot, worker)
+      await this.waitReady(worker)
+      // A slot retired, or a shutdown begun, while it booted: it must not serve a socket nobody owns.
+      if (slot.closed || slot.retiring || this.closing) throw new FST_REUSEPORT_WORKER_FAILED(slot.index + 1, 'its slot was retired while it started')
     } catch (err) {
-      worker.child.kill('SIGKILL')
-      await worker.exited
+      worker.proc.kill('SIGKILL')
+      await worker.proc.exited
       throw err
     }
-    const previous = slot.worker
-    if (previous) slot.acceptedBefore += previous.accepted
-    slot.worker = worker
-    slot.stalled = false
-    slot.queueFull = null
-    worker.state = 'ready'
-    worker.healthAt = Date.now()
-    this.updateSteering()
-    this.emit('slot', this.slots()[slot.index])
-    if (previous && previous.state !== 'exited') this.drainWorker(previous)
+    this.promote(slot, worker)
     return worker
+  }
+
+  /** `worker` now serves `slot`; the one it replaces drains. */
+  private promote (slot: Slot, worker: Worker): void {
+    const previous = slot.worker
+    this.release(slot)
+    slot.worker = worker
+    worker.state = 'ready'
+    worker.readyAt = worker.healthAt = Date.now()
+    slot.stalled = false
+    slot.stallMemory = freshStallMemory()
+    this.lastServedAt = Date.now()
+    slot.orphaned = false
+    this.stopHandoff(slot)
+    this.updateSteering()
+    this.changed(slot)
+    if (previous !== null && previous.state === 'ready') this.drainWorker(previous)
+    // Slots orphaned while no other worker served get their queue served now.
+    for (const s of this.slotList) this.startHandoff(s)
+  }
+
+  /** The slot's worker stops being its worker (replaced, hung, exited). */
+  private release (slot: Slot): void {
+    const w = slot.worker
+    if (w === null) return
+    slot.acceptedBefore += w.accepted
+    slot.worker = null
   }
 
   private spawn (slot: Slot): Worker {
-    const fds = slot.listeners.map(l => l.fd)
-    // stdio index = fd number in the child: 3 is IPC, the listeners follow.
-    const inherited = slot.listeners.map((l, i) => ({ ...l, fd: 4 + i }))
-    const child = spawn(process.execPath, [...process.execArgv, ...this.settings.preload, WORKER_SCRIPT], {
-      stdio: ['inherit', 'inherit', 'inherit', 'ipc', ...fds],
-      env: {
-        ...process.env,
-        [LISTENERS_ENV]: JSON.stringify(inherited),
-        [WORKER_ENV]: JSON.stringify({ ...this.settings.config, slot: slot.index } satisfies WorkerConfig)
-      }
-    })
+    const { config, preload, maxRequests, maxRequestsJitter } = this.settings
+    const proc = spawnWorker({ listeners: slot.listeners, config: { ...config, slot: slot.index }, preload, output: 'inherit', viaCluster: this.binding === null })
+    const now = Date.now()
     const worker: Worker = {
-      child,
-      pid: child.pid ?? -1,
-      slot: slot.index,
+      proc,
+      pid: proc.pid,
+      slot,
       state: 'starting',
-      startedAt: Date.now(),
-      healthAt: Date.now(),
+      startedAt: now,
+      readyAt: null,
+      addresses: [],
+      healthAt: now,
       delayMs: 0,
       accepted: 0,
-      exited: new Promise(resolve => child.once('exit', () => resolve()))
+      rss: 0,
+      requests: 0,
+      requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
+      crash: null
     }
-    this.live.add(worker)
-    void worker.exited.then(() => this.live.delete(worker))
-    child.on('message', (m: unknown) => {
-      if (isWorkerMessage(m) && m.type === 'health') {
+    slot.workers.add(worker)
+    proc.channel?.on('message', (m: unknown) => {
+      if (!isWorkerMessage(m)) return
+      if (m.type === 'health') {
         worker.healthAt = Date.now()
         worker.delayMs = m.delayMs
         worker.accepted = m.accepted
+        worker.rss = m.rss
+        worker.requests = m.requests
+      } else if (m.type === 'crash') {
+        worker.crash = { code: m.code, message: m.message, ...(m.stack !== undefined ? { stack: m.stack } : {}) }
       }
     })
-    child.once('exit', (code, signal) => this.onExit(slot, worker, code, signal))
+    void proc.exited.then(exit => this.onExit(worker, exit))
     return worker
   }
 
-  private waitReady (slot: Slot, worker: Worker): Promise<void> {
+  private waitReady (worker: Worker): Promise<void> {
     const { readyTimeout } = this.settings
+    const n = worker.slot.index + 1
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => finish(new FST_REUSEPORT_READY_TIMEOUT(slot.index, readyTimeout)), readyTimeout)
+      let settled = false
+      const timer = setTimeout(() => finish(new FST_REUSEPORT_READY_TIMEOUT(n, readyTimeout)), readyTimeout)
       const onMessage = (m: unknown): void => {
-        if (!isWorkerMessage(m) || m.type === 'health') return
-        if (m.type === 'ready') finish(null)
-        else finish(new FST_REUSEPORT_WORKER_FAILED(slot.index, `${m.message} (${m.code})`))
+        if (!isWorkerMessage(m)) return
+        if (m.type === 'ready') {
+          worker.addresses = m.addresses
+          finish(null)
+        }
+        else if (m.type === 'error') {
+          const cause = Object.assign(new Error(m.message), { code: m.code, stack: m.stack ?? m.message })
+          finish(new FST_REUSEPORT_WORKER_FAILED(n, `${m.message} (${m.code})`, { cause }))
+        }
       }
-      const onExit = (code: number | null, signal: NodeJS.Signals | null): void =>
-        finish(new FST_REUSEPORT_WORKER_FAILED(slot.index, `exited with ${describeExit(code, signal)} before it was ready`))
       const finish = (err: Error | null): void => {
+        if (settled) return
+        settled = true
         clearTimeout(timer)
-        worker.child.off('message', onMessage)
-        worker.child.off('exit', onExit)
+        worker.proc.channel?.off('message', onMessage)
         if (err) reject(err)
         else resolve()
       }
-      worker.child.on('message', onMessage)
-      worker.child.once('exit', onExit)
+      worker.proc.channel?.on('message', onMessage)
+      void worker.proc.exited.then(exit => finish(new FST_REUSEPORT_WORKER_FAILED(n, exit.error !== null
+        ? describeExit(exit)
+        : `exited with ${describeExit(exit)} before it was ready`)))
     })
   }
 
-  private drainWorker (worker: Worker): void {
-    worker.state = 'draining'
-    const message: SupervisorMessage = { type: 'drain' }
-    if (worker.child.connected) worker.child.send(message)
-    // The worker gives up on its own at graceMs; this is for one that cannot.
-    const kill = setTimeout(() => worker.child.kill('SIGKILL'), this.settings.config.graceMs + 1000)
-    void worker.exited.then(() => clearTimeout(kill))
+  /** A worker silent this long is hung, not slow: it cannot drain, so it is not waited for. */
+  private hung (w: Worker, now = Date.now()): boolean {
+    return now - w.healthAt > Math.max(1000, this.settings.stallTimeout)
   }
 
-  private onExit (slot: Slot, worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
-    const wasServing = worker.state === 'ready' && slot.worker === worker
+  private drainWorker (worker: Worker): void {
+    if (worker.state === 'exited') return
+    const wasReady = worker.state === 'ready'
+    worker.state = 'draining'
+    if (wasReady && this.hung(worker)) {
+      this.log.warn({ slot: worker.slot.index, workerPid: worker.pid }, `${this.line(worker.slot)}: worker ${worker.pid} is hung (no health report for ${Date.now() - worker.healthAt} ms): killed instead of drained`)
+      worker.proc.kill('SIGKILL')
+      return
+    }
+    const message: SupervisorMessage = { type: 'drain' }
+    void worker.proc.channel?.send(message)
+    // The worker gives up on its own at graceMs; this is for one that cannot.
+    const kill = setTimeout(() => worker.proc.kill('SIGKILL'), this.settings.graceMs + 1000)
+    void worker.proc.exited.then(() => clearTimeout(kill))
+  }
+
+  private onExit (worker: Worker, exit: Exit): void {
+    const slot = worker.slot
+    slot.workers.delete(worker)
+    const wasServing = slot.worker === worker && worker.state === 'ready'
     worker.state = 'exited'
     if (!wasServing) return
-    slot.lastExit = describeExit(code, signal)
+    this.release(slot)
+    slot.orphaned = true
+    slot.lastExit = describeExit(exit)
     slot.stalled = false
     this.updateSteering()
-    this.emit('slot', this.slots()[slot.index])
-    if (this.closing || slot.retiring) return
-    // Its socket lives on here: connections queued on it wait for the replacement.
-    slot.failures = Date.now() - worker.startedAt > 10000 ? 0 : slot.failures + 1
-    const delay = Math.min(10000, 100 * 2 ** Math.max(0, slot.failures - 1))
-    this.log.error({ slot: slot.index, workerPid: worker.pid, code, signal }, `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}; respawning in ${delay} ms`)
-    this.emit('exit', { slot: slot.index, pid: worker.pid, code, signal })
+    this.changed(slot)
+    if (this.closing || slot.retiring || slot.closed) return
+    // Its socket lives on here: connections queued on it wait for the replacement, or are handed over.
+    slot.failures = failuresAfterExit(slot.failures, worker.readyAt === null ? null : Date.now() - worker.readyAt)
+    const delay = respawnDelay(slot.failures)
+    const crash = worker.crash
+    this.log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, ...(crash ? { err: crash } : {}) },
+      `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${crash ? ` (${crash.code}: ${crash.message})` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
+    this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: crash })
+    if (this.pids().length === 0) for (const s of this.slotList) this.stopHandoff(s)
+    else this.startHandoff(slot)
+    this.scheduleRespawn(slot, delay)
+  }
+
+  private scheduleRespawn (slot: Slot, delay: number): void {
+    if (slot.respawnTimer) clearTimeout(slot.respawnTimer)
     slot.respawnTimer = setTimeout(() => { slot.respawnTimer = null; this.respawn(slot) }, delay)
   }
 
   private respawn (slot: Slot): void {
-    if (this.closing || slot.retiring) return
+    if (this.closing || slot.retiring || slot.closed || slot.worker !== null) return
+    if ([...slot.workers].some(w => w.state === 'starting')) return
     slot.restarts++
     const ready = this.spawnReady(slot)
-    this.emit('slot', this.slots()[slot.index])
+    this.changed(slot)
     ready.then(w => {
       this.log.info({ slot: slot.index, workerPid: w.pid }, `${this.line(slot)}: worker ${w.pid} ready`)
       this.emit('respawn', { slot: slot.index, pid: w.pid })
     }, (err: Error) => {
-      if (this.closing || slot.retiring) return
+      if (this.closing || slot.retiring || slot.closed) return
       slot.failures++
-      const delay = Math.min(10000, 100 * 2 ** slot.failures)
+      const delay = respawnDelay(slot.failures)
       this.log.error({ slot: slot.index, err }, `${this.line(slot)}: ${err.message}; retrying in ${delay} ms`)
-      slot.respawnTimer = setTimeout(() => { slot.respawnTimer = null; this.respawn(slot) }, delay)
+      this.changed(slot)
+      this.scheduleRespawn(slot, delay)
     })
   }
 
+  /** While a slot has no worker, a live worker of another slot serves its queue (lib/handoff.ts). */
+  private startHandoff (slot: Slot): void {
+    if (this.binding === null || !slot.orphaned || slot.handoff !== null || this.closing || slot.closed || this.pids().length === 0) return
+    this.log.info({ slot: slot.index }, `${this.line(slot)}: no worker; its queue is handed to the other workers until one is ready`)
+    slot.handoff = new Handoff(this.binding, slot.listeners, () => {
+      const targets = this.slotList.filter(s => s !== slot && s.worker?.state === 'ready' && !s.stalled)
+      const t = targets[this.handoffTurn++ % Math.max(1, targets.length)]
+      return t?.worker?.proc.child ?? null
+    })
+  }
+
+  private stopHandoff (slot: Slot): void {
+    if (slot.handoff === null) return
+    slot.handoff.close()
+    slot.handedOffBefore += slot.handoff.count
+    slot.handoff = null
+  }
+
   private enqueue<T> (op: () => Promise<T>): Promise<T> {
-    const run = this.queue.catch(() => {}).then(op)
+    this.pending++
+    const run = this.queue.catch(() => {}).then(op).finally(() => { this.pending-- })
     this.queue = run
     return run
   }
@@ -488,9 +587,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   private async rollingRestart (): Promise<void> {
-    for (const slot of this.slotList) {
+    for (const slot of [...this.slotList]) {
       if (this.closing) return
-      if (slot.worker?.state !== 'ready' || slot.retiring) continue // a dead slot is respawned with the new code anyway
+      if (slot.closed || slot.retiring || slot.worker?.state !== 'ready') continue // a dead slot is respawned with the new code anyway
       const old = slot.worker
       try {
         const next = await this.spawnReady(slot)
@@ -507,7 +606,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   scale (n: number): Promise<void> {
     return this.enqueue(async () => {
-      integer('workers', n, 1)
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new FST_REUSEPORT_INVALID_OPTION('workers', 'must be an integer >= 1', received(n))
       while (!this.closing && this.slotList.length < n) await this.scaleUp()
       while (!this.closing && this.slotList.length > n) await this.retireLast()
     })
@@ -523,9 +622,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       this.emit('scale', this.slotList.length)
     } catch (err) {
       this.slotList.pop()
-      closeListeners(this.binding, slot.listeners)
+      slot.closed = true
+      this.closeSlot(slot)
       this.updateSteering()
-      this.log.error({ err }, `scale: could not add a slot: ${(err as Error).message}`)
+      this.log.error({ err }, `scale: could not add slot ${slot.index + 1}: ${(err as Error).message}`)
       throw err
     }
   }
@@ -538,109 +638,184 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private async retireLast (): Promise<void> {
     const slot = this.slotList[this.slotList.length - 1] as Slot
     if (this.slotList.length <= 1) throw new FST_REUSEPORT_INVALID_OPTION('workers', 'cannot retire the last slot', 0)
+    const name = this.line(slot)
     slot.retiring = true
     if (slot.respawnTimer) clearTimeout(slot.respawnTimer)
+    // A replacement starting on it would otherwise outlive the slot with its own copy of the socket.
+    for (const w of slot.workers) if (w.state === 'starting') w.proc.kill('SIGKILL')
     this.updateSteering()
-    this.emit('slot', this.slots()[slot.index])
-    this.log.info({ slot: slot.index }, `scale: ${this.line(slot)} steered out, serving what is queued on it`)
-    // No new connection comes to it now. Its worker accepts what is queued;
-    // handshakes already in its SYN queue have no counter (TCP_INFO shows only
-    // the accept queue), so they get a grace period to complete.
+    this.changed(slot)
+    this.log.info({ slot: slot.index }, `scale: ${name} steered out, serving what is queued on it`)
+    // No new connection comes to it now. Its worker (or, without one, the
+    // hand-off) accepts what is queued; handshakes already in its SYN queue
+    // have no counter (TCP_INFO shows only the accept queue), so they get a
+    // grace period to complete.
     const deadline = Date.now() + this.settings.handshakeGrace
     // A worker that cannot empty its queue (stuck) gets the close grace delay more, not forever.
-    const giveUp = deadline + this.settings.config.graceMs
-    while (slot.worker?.state === 'ready' && (Date.now() < deadline || (this.queued(slot) > 0 && Date.now() < giveUp))) await sleep(20)
-    const worker = slot.worker
-    if (worker && worker.state !== 'exited') {
-      this.drainWorker(worker)
-      await worker.exited
-    }
+    const giveUp = deadline + this.settings.graceMs
+    const served = (): boolean => slot.worker?.state === 'ready' || slot.handoff !== null
+    while (served() && (Date.now() < deadline || (this.queued(slot) > 0 && Date.now() < giveUp))) await sleep(20)
+    if (slot.worker !== null) this.drainWorker(slot.worker)
+    await Promise.all([...slot.workers].map(w => w.proc.exited))
+    this.stopHandoff(slot)
     this.slotList.pop()
-    closeListeners(this.binding, slot.listeners)
+    slot.closed = true
+    this.closeSlot(slot)
     this.updateSteering()
     this.log.info({ slot: slot.index }, `scale: slot ${slot.index + 1} retired, ${this.slotList.length} left`)
     this.emit('scale', this.slotList.length)
   }
 
-  /**
-   * One sample per SAMPLE_MS. A slot is stalled when
-   * - its worker has sent no health report for two intervals while its accept
-   *   queue grows: the fast signal, caught within about 100 ms;
-   * - its worker has been silent, or reported a loop delay, past stallTimeout;
-   * - its accept queue holds stallQueue or more while its worker accepts
-   *   nothing (a report came and the accepted count did not move).
-   * Only while another slot is healthy (it reported within two intervals):
-   * under even saturation every loop runs late and every queue is long, and
-   * steering would only move the load around. Never steer out the last
-   * healthy slot.
-   */
-  private sample (): void {
-    const { stallTimeout, stallQueue, config: { healthMs } } = this.settings
+  /** One sample: stalls, replacements, crash loop. */
+  private tick (): void {
     if (this.closing) return
     const now = Date.now()
     const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.retiring)
-    const healthy = new Set(serving.filter(s => !s.stalled && now - (s.worker as Worker).healthAt <= 2 * healthMs))
+    if (serving.length > 0) this.lastServedAt = now
+    else if (crashLooping(false, this.lastServedAt, now, this.settings.crashLoopTimeout)) {
+      this.fatal()
+      return
+    }
+    if (this.settings.stallTimeout > 0) this.checkStalls(serving, now)
+    this.checkReplacements(serving, now)
+  }
+
+  private checkStalls (serving: Slot[], now: number): void {
+    const { stallTimeout, stallQueue, config: { healthMs } } = this.settings
+    const limits = { stallTimeout, stallQueue, healthMs }
+    const healthy = new Set(serving.filter(s => !s.stalled && now - (s.worker as Worker).healthAt <= 2 * healthMs).map(s => s.index))
     for (const slot of serving) {
       const w = slot.worker as Worker
-      const queued = this.queued(slot)
-      const growing = queued > 0 && queued > slot.lastQueued
-      slot.lastQueued = queued
-      if (queued < stallQueue) slot.queueFull = null
-      else slot.queueFull ??= { since: now, accepted: w.accepted }
-      const notAccepting = slot.queueFull !== null && w.healthAt > slot.queueFull.since + healthMs &&
-        w.accepted === slot.queueFull.accepted
-      const silentMs = now - w.healthAt
-      const reason = silentMs > stallTimeout || (growing && silentMs > 2 * healthMs)
-        ? `event loop silent for ${silentMs} ms, ${queued} connections queued`
-        : w.delayMs > stallTimeout
-          ? `event loop delay ${Math.round(w.delayMs)} ms`
-          : notAccepting ? `${queued} connections queued, none accepted` : null
+      const sample = { now, healthAt: w.healthAt, delayMs: w.delayMs, accepted: w.accepted, queued: this.queued(slot) }
+      const { reason, memory } = stallReason(sample, slot.stallMemory, limits)
+      slot.stallMemory = memory
       if (!slot.stalled && reason !== null) {
-        if (![...healthy].some(s => s !== slot)) continue
-        healthy.delete(slot)
+        if (!mayStall(slot.index, healthy)) continue
+        healthy.delete(slot.index)
         slot.stalled = true
         slot.stalls++
         this.updateSteering()
-        this.log.warn({ slot: slot.index, workerPid: w.pid, queued, reason }, `${this.line(slot)}: stalled (${reason}); steered out`)
+        this.log.warn({ slot: slot.index, workerPid: w.pid, queued: sample.queued, reason }, `${this.line(slot)}: stalled (${reason}); steered out`)
         this.emit('stall', { slot: slot.index, pid: w.pid, reason })
-        this.emit('slot', this.slots()[slot.index])
-      } else if (slot.stalled && reason === null && queued === 0 && silentMs <= 2 * healthMs) {
+        this.changed(slot)
+      } else if (slot.stalled && recovered(sample, reason, healthMs)) {
         slot.stalled = false
         this.updateSteering()
         this.log.info({ slot: slot.index, workerPid: w.pid }, `${this.line(slot)}: recovered; back in rotation`)
         this.emit('recover', { slot: slot.index, pid: w.pid })
-        this.emit('slot', this.slots()[slot.index])
+        this.changed(slot)
       }
     }
   }
 
-  async close ({ drainDelay = 0 }: { drainDelay?: number } = {}): Promise<void> {
-    if (this.closing) return
+  private checkReplacements (serving: Slot[], now: number): void {
+    const { workerTimeout, maxMemory } = this.settings
+    const candidates: Array<{ slot: number, reason: ReplaceReason, detail: string }> = []
+    for (const slot of serving) {
+      const w = slot.worker as Worker
+      const verdict = replaceReason({ now, healthAt: w.healthAt, rss: w.rss, requests: w.requests, requestLimit: w.requestLimit }, { workerTimeout, maxMemory })
+      if (verdict !== null && (verdict.reason === 'hung' || now >= slot.replaceAfter)) candidates.push({ slot: slot.index, ...verdict })
+    }
+    if (candidates.length === 0) return
+    const busy = this.pending > 0 || this.slotList.some(s => [...s.workers].some(w => w.state === 'starting'))
+    const next = nextReplacement(candidates, busy)
+    if (next === null) return
+    const { detail } = candidates.find(c => c.slot === next.slot && c.reason === next.reason) as { detail: string }
+    const slot = this.slotList[next.slot] as Slot
+    if (next.reason === 'hung') this.replaceHung(slot, detail)
+    else void this.enqueue(() => this.replaceGracefully(slot, next.reason, detail)).catch(() => {})
+  }
+
+  private announce (slot: Slot, w: Worker, reason: ReplaceReason, detail: string, how: string): void {
+    slot.replacements[reason]++
+    this.log.warn({ slot: slot.index, workerPid: w.pid, reason, detail }, `${this.line(slot)}: replacing worker ${w.pid} (${reason}: ${detail}); ${how}`)
+    this.emit('replace', { slot: slot.index, pid: w.pid, reason, detail })
+  }
+
+  /**
+   * A hung worker cannot drain: kill it, and start its replacement on the
+   * same fds at once. The slot stays out of rotation meanwhile; what is
+   * queued on it is handed to the other workers, then to the replacement.
+   * Only what the hung worker had accepted itself is lost.
+   */
+  private replaceHung (slot: Slot, detail: string): void {
+    const w = slot.worker as Worker
+    this.announce(slot, w, 'hung', detail, 'killed, its queue waits for the next worker')
+    this.release(slot)
+    slot.orphaned = true
+    w.state = 'draining'
+    w.proc.kill('SIGKILL')
+    slot.stalled = false
+    this.updateSteering()
+    this.changed(slot)
+    this.startHandoff(slot)
+    this.respawn(slot)
+  }
+
+  /** Past --max-memory or --max-requests: the new worker becomes ready, then the old one drains. */
+  private async replaceGracefully (slot: Slot, reason: ReplaceReason, detail: string): Promise<void> {
+    const old = slot.worker
+    if (old === null || old.state !== 'ready' || slot.retiring || slot.closed || this.closing) return
+    this.announce(slot, old, reason, detail, 'draining it once the new one is ready')
+    try {
+      const next = await this.spawnReady(slot)
+      slot.restarts++
+      this.log.info({ slot: slot.index, workerPid: next.pid, oldPid: old.pid, reason }, `${this.line(slot)}: worker ${next.pid} ready, draining ${old.pid} (${reason})`)
+    } catch (err) {
+      slot.replaceAfter = Date.now() + REPLACE_RETRY_MS
+      this.log.error({ slot: slot.index, err, reason }, `${this.line(slot)}: replacement failed: ${(err as Error).message}; keeping worker ${old.pid}`)
+    }
+  }
+
+  private fatal (): void {
+    const lastExit = this.slotList.map(s => s.lastExit).find(e => e !== null) ?? 'none'
+    const err = new FST_REUSEPORT_CRASH_LOOP(this.settings.crashLoopTimeout, lastExit)
+    this.log.fatal({ err }, err.message)
+    this.emit('fatal', err)
+    void this.close()
+  }
+
+  close ({ drainDelay = 0 }: { drainDelay?: number } = {}): Promise<void> {
+    return this.shutdown(drainDelay, false)
+  }
+
+  /** quiet: a failed start closes without a word, so its caller's one error line is all there is. */
+  shutdown (drainDelay: number, quiet: boolean): Promise<void> {
+    this.closed ??= this.doShutdown(drainDelay, quiet)
+    return this.closed
+  }
+
+  private async doShutdown (drainDelay: number, quiet: boolean): Promise<void> {
     this.closing = true
-    if (this.sampler) clearInterval(this.sampler)
+    if (this.ticker) clearInterval(this.ticker)
     if (this.reaper) clearInterval(this.reaper)
     for (const s of this.slotList) if (s.respawnTimer) clearTimeout(s.respawnTimer)
     if (drainDelay > 0) {
       this.log.info(`shutdown: serving for ${drainDelay} ms more (drain delay)`)
       await sleep(drainDelay)
     }
-    this.log.info(`shutdown: draining ${this.slotList.length} workers`)
-    for (const w of this.live) {
+    if (!quiet) this.log.info(`shutdown: draining ${this.pids().length} workers`)
+    for (const s of this.slotList) this.stopHandoff(s)
+    for (const w of this.allWorkers()) {
       // A worker still starting serves nothing yet, and listens for no drain message.
-      if (w.state === 'starting') w.child.kill('SIGKILL')
+      if (w.state === 'starting') w.proc.kill('SIGKILL')
       else if (w.state === 'ready') this.drainWorker(w)
     }
-    await Promise.all([...this.live].map(w => w.exited))
-    for (const s of this.slotList) closeListeners(this.binding, s.listeners)
+    await Promise.all([...this.allWorkers()].map(w => w.proc.exited))
+    for (const s of this.slotList) this.closeSlot(s)
     if (this.metrics) await new Promise(resolve => this.metrics?.close(resolve))
     process.off('exit', this.killAll)
-    this.log.info('shutdown: done')
+    if (!quiet) this.log.info('shutdown: done')
     this.emit('close')
+  }
+
+  private closeSlot (slot: Slot): void {
+    if (this.binding !== null) closeListeners(this.binding, slot.listeners)
   }
 
   /** Steers new connections to the slots that serve (DESIGN.md, "Steering"). */
   private updateSteering (): void {
-    if (!this.steering || this.closing) return
+    if (!this.steering || this.closing || this.binding === null) return
     const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.stalled && !s.retiring).map(s => s.index)
     const all = serving.length === this.slotList.length || serving.length === 0
     for (const l of (this.slotList[0] as Slot).listeners) {
@@ -655,7 +830,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   private probeSteering (): boolean {
     const fd = this.slotList[0]?.listeners[0]?.fd
-    if (fd === undefined) return false
+    if (fd === undefined || this.binding === null) return false
     try {
       this.binding.attachSteering(fd, steerProgram(this.slotList.map(s => s.index)))
       this.binding.detachSteering(fd)
@@ -674,3 +849,4 @@ export function readMigrateReq (): boolean | null {
     return null
   }
 }
+

@@ -1,21 +1,30 @@
 // The worker runtime: one process per slot, spawned by the supervisor with
 // its slot's listening fds. Loads the app like fastify-cli, serves the
 // inherited sockets, and drains when told to.
+import type net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import reuseport from '../index'
 import { loadApp } from './app'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { openChannel, type Channel } from './channel'
 import { acceptedConnections, drain } from './drain'
-import { WORKER_ENV, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
+import { handDown } from './listen'
+import { LISTENERS_ENV, inheritedListeners } from './listener'
+import { HANDOFF, WORKER_ENV, type ErrorReport, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
+import { loadNative } from './native'
+
+let channel: Channel | null = null
 
 function send (message: WorkerMessage): Promise<void> {
-  return new Promise(resolve => {
-    if (!process.send || !process.connected) return resolve()
-    process.send(message, undefined, {}, () => resolve())
-  })
+  return channel === null ? Promise.resolve() : channel.send(message)
 }
 
-async function boot (config: WorkerConfig): Promise<FastifyInstance> {
+function report (err: unknown): ErrorReport {
+  const e = (err instanceof Error ? err : new Error(String(err))) as NodeJS.ErrnoException
+  return { code: e.code ?? e.name ?? 'Error', message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) }
+}
+
+async function boot (config: WorkerConfig, counter: { requests: number }): Promise<FastifyInstance> {
   const app = await loadApp(config.app)
   const logger = {
     level: config.logLevel,
@@ -29,37 +38,74 @@ async function boot (config: WorkerConfig): Promise<FastifyInstance> {
     ...(config.useOptions ? app.options : {})
   }
   const fastify = Fastify(options)
+  // Only with --max-requests: nothing runs per request otherwise.
+  if (config.countRequests) fastify.server.on('request', () => { counter.requests++ })
   await fastify.register(reuseport)
   await fastify.register(app.plugin, {
     ...(config.useOptions ? app.options : {}),
     ...(config.prefix ? { prefix: config.prefix } : {})
   })
-  // Host and port come from the inherited slot fds.
-  await fastify.listen()
+  // Host and port come from the inherited slot fds, or, under the cluster
+  // balancer, from the supervisor: listen() then goes through its cluster primary.
+  await fastify.listen(config.listen ?? undefined)
   return fastify
 }
 
-async function main (): Promise<void> {
+/**
+ * Takes what the supervisor handed down out of reach of the app before it
+ * loads: the environment variables (a process the app spawns while loading
+ * must not inherit them), and the fds, marked close-on-exec (dup2() in the
+ * spawning child cleared the flag, and libuv closes nothing on spawn).
+ */
+function takeHandDown (): { config: WorkerConfig | null, error: unknown } {
   const config = JSON.parse(process.env[WORKER_ENV] ?? 'null') as WorkerConfig | null
+  let listeners = null
+  let error: unknown = null
+  try { listeners = inheritedListeners() } catch (err) { error = err }
   delete process.env[WORKER_ENV]
+  delete process.env[LISTENERS_ENV]
+  handDown(listeners)
+  if (config === null) return { config, error }
+  const { binding } = loadNative()
+  const ipc = Number(process.env.NODE_CHANNEL_FD ?? 3)
+  for (const fd of [config.control, ipc, ...(listeners ?? []).map(l => l.fd)]) {
+    try { binding?.setCloexec(fd) } catch { /* not ours to worry about: the fd is gone */ }
+  }
+  return { config, error }
+}
+
+async function main (): Promise<void> {
+  const { config, error } = takeHandDown()
   if (config === null) {
     process.stderr.write(`fastify-reuseport: this is the worker runtime, started by "fastify-reuseport start"\n`)
     process.exit(2)
+  }
+  channel = openChannel(config.control)
+  if (error !== null) {
+    await send({ type: 'error', ...report(error) })
+    process.exit(1)
   }
   // The supervisor decides when a worker drains: Ctrl-C in a terminal reaches
   // the whole process group, and --drain-delay must keep workers serving.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
 
+  const counter = { requests: 0 }
   let fastify: FastifyInstance
   try {
-    fastify = await boot(config)
+    fastify = await boot(config, counter)
   } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    await send({ type: 'error', code: e.code ?? e.name ?? 'Error', message: e.message })
+    await send({ type: 'error', ...report(err) })
     process.exit(1)
   }
+  // The supervisor logs what killed us, with its stack, not just an exit code.
+  const crash = (err: unknown): void => {
+    process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`)
+    void send({ type: 'crash', ...report(err) }).finally(() => process.exit(1))
+  }
+  process.on('uncaughtException', crash)
+  process.on('unhandledRejection', crash)
 
-  const stopHealth = reportHealth(fastify, config.healthMs)
+  const stopHealth = reportHealth(fastify, config.healthMs, counter)
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
@@ -74,25 +120,35 @@ async function main (): Promise<void> {
     await fastify.close()
     process.exit(0)
   }
-  process.on('message', (message: SupervisorMessage) => { if (message.type === 'drain') void stop() })
+  channel.on('message', (message: SupervisorMessage) => { if (message.type === 'drain') void stop() })
   // The supervisor is gone (even SIGKILLed): nobody will restart us, so leave cleanly.
-  process.on('disconnect', () => { void stop() })
+  channel.on('close', () => { void stop() })
+  channel.unref()
+  // A connection from the queue of a slot that has no worker right now
+  // (lib/handoff.ts). Node's IPC channel carries it: only it passes sockets.
+  process.on('message', (message: unknown, socket?: net.Socket) => {
+    if (socket !== undefined && (message as { type?: unknown } | null)?.type === HANDOFF) {
+      // Even while draining: it is answered with Connection: close, not reset.
+      fastify.server.emit('connection', socket)
+    }
+  })
   const addresses = fastify.addresses().map(a => typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
   await send({ type: 'ready', addresses })
 }
 
 /**
  * Tells the supervisor how late this event loop runs, so that it can steer
- * new connections away from a stalled worker. A blocked loop sends nothing,
- * which the supervisor notices too.
+ * new connections away from a stalled worker, and what the replacement rules
+ * need (RSS, requests). A blocked loop sends nothing, which the supervisor
+ * notices too.
  */
-function reportHealth (fastify: FastifyInstance, everyMs: number): () => void {
+function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { requests: number }): () => void {
   const histogram = monitorEventLoopDelay({ resolution: 10 })
   histogram.enable()
   const timer = setInterval(() => {
     const delayMs = histogram.max / 1e6
     histogram.reset()
-    void send({ type: 'health', delayMs, accepted: acceptedConnections(fastify.server) })
+    void send({ type: 'health', delayMs, accepted: acceptedConnections(fastify.server), rss: process.memoryUsage.rss(), requests: counter.requests })
   }, everyMs)
   timer.unref()
   return () => {

@@ -13,6 +13,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("attachSteering", Napi::Function::New(env, reuseport::AttachSteering, "attachSteering"));
   exports.Set("detachSteering", Napi::Function::New(env, reuseport::DetachSteering, "detachSteering"));
   exports.Set("reapOrphans", Napi::Function::New(env, reuseport::ReapOrphans, "reapOrphans"));
+  exports.Set("dup", Napi::Function::New(env, reuseport::DupFd, "dup"));
+  exports.Set("setCloexec", Napi::Function::New(env, reuseport::SetCloexec, "setCloexec"));
 #else
   // Only Linux balances new connections across SO_REUSEPORT listeners.
   exports.Set("supported", false);

@@ -10,6 +10,8 @@ Napi::Value QueueInfo(const Napi::CallbackInfo& info);
 Napi::Value AttachSteering(const Napi::CallbackInfo& info);
 Napi::Value DetachSteering(const Napi::CallbackInfo& info);
 Napi::Value ReapOrphans(const Napi::CallbackInfo& info);
+Napi::Value DupFd(const Napi::CallbackInfo& info);
+Napi::Value SetCloexec(const Napi::CallbackInfo& info);
 
 // Shared argument check: a non-negative integer file descriptor.
 int FdArg(const Napi::CallbackInfo& info, size_t index);

@@ -43,6 +43,9 @@ const cases = [
   ['a missing app file', ['start', '-p', '0', 'does-not-exist.js'], 1, /FST_REUSEPORT_APP_NOT_FOUND: App file .*does-not-exist\.js does not exist/],
   ['an app that throws', ['start', '-p', '0', '-w', '2', path.join(FIXTURES, 'throws.js')], 1, /FST_REUSEPORT_WORKER_FAILED: Worker for slot \d failed to start: boom: this app fails to load \(Error\)/],
   ['an app that is never ready', ['start', '-p', '0', '-w', '2', '--ready-timeout', '500', path.join(FIXTURES, 'hangs.js')], 1, /^fastify-reuseport: FST_REUSEPORT_READY_TIMEOUT: Worker for slot \d was not ready within 500 ms\n$/],
+  ['a malformed --max-memory', ['start', '--max-memory', 'lots', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: --max-memory must be a size such as 512M or 1G, received 'lots'/],
+  ['an unknown --balancer', ['start', '--balancer', 'nginx', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: --balancer must be one of reuseport, cluster, received 'nginx'/],
+  ['a bad FASTIFY_WORKER_TIMEOUT', ['start', app], 2, /--worker-timeout must be an integer >= 0, received '30s'/, { FASTIFY_WORKER_TIMEOUT: '30s' }],
   ['an app that exports no plugin', ['start', '-p', '0', '-w', '1', path.join(FIXTURES, 'not-a-plugin.js')], 1, /FST_REUSEPORT_WORKER_FAILED: .*must export a Fastify plugin function, it exports a value of type object \(FST_REUSEPORT_APP_INVALID\)/]
 ]
 
@@ -52,9 +55,22 @@ for (const [name, args, code, stderr, env] of cases) {
     t.equal(r.code, code, `exit code ${code}`)
     t.match(r.stderr, stderr)
     t.equal(r.stderr.trim().split('\n').length, 1, `one line on stderr: ${r.stderr}`)
+    t.equal(r.stdout, '', 'nothing on stdout')
     await assertNoOrphans(t, r.marker)
   })
 }
+
+t.test('a crash loop: every worker dies soon after starting; the supervisor exits 1 with one line', async t => {
+  const started = Date.now()
+  const r = await run(['start', '-p', '0', '-w', '2', '--crash-loop-timeout', '1500', path.join(FIXTURES, 'crashes.js')])
+  t.equal(r.code, 1, 'exit code 1, for the restart policy')
+  t.match(r.stderr, /^fastify-reuseport: FST_REUSEPORT_CRASH_LOOP: No worker has served for 1500 ms: every slot keeps failing \(last: code 1\); exiting so that the restart policy takes over$/m)
+  t.equal(r.stderr.split('\n').filter(l => l.startsWith('fastify-reuseport:')).length, 1, 'one line of ours')
+  const exits = r.stdout.split('\n').filter(l => /exited with code 1 \(Error: a bug that kills every worker\)/.test(l))
+  t.ok(exits.length >= 2, `the supervisor logs each crash with its error (${exits.length})`)
+  t.ok(Date.now() - started < 15000, 'gives up in bounded time')
+  await assertNoOrphans(t, r.marker)
+})
 
 t.test('a port held by an ordinary socket: EADDRINUSE, at once', async t => {
   const plain = net.createServer()
@@ -65,6 +81,7 @@ t.test('a port held by an ordinary socket: EADDRINUSE, at once', async t => {
   plain.close()
   t.equal(r.code, 1)
   t.equal(r.stderr.trim(), `fastify-reuseport: listen EADDRINUSE: address already in use 127.0.0.1:${port}`)
+  t.equal(r.stdout, '', 'nothing on stdout')
   t.ok(Date.now() - started < 5000, 'fails before starting any worker')
   await assertNoOrphans(t, r.marker)
 })
@@ -73,7 +90,8 @@ t.test('--help documents every flag', async t => {
   const r = await run(['start', '--help'])
   t.equal(r.code, 0)
   for (const flag of ['--port', '--address', '--log-level', '--options', '--close-grace-delay', '--plugin-timeout',
-    '--prefix', '--pretty-logs', '--body-limit', '--workers', '--backlog', '--drain-delay', '--ready-timeout', 'SIGHUP', 'SIGTERM']) {
+    '--prefix', '--pretty-logs', '--body-limit', '--workers', '--backlog', '--drain-delay', '--ready-timeout', '--worker-timeout',
+    '--max-memory', '--max-requests', '--max-requests-jitter', '--crash-loop-timeout', '--balancer', 'SIGHUP', 'SIGTERM']) {
     t.match(r.stdout, flag)
   }
 })
