@@ -48,7 +48,11 @@ export interface BalanceOptions {
   shedMargin: number
   /** ... for at least this long, ms. Default 500. */
   shedHoldMs: number
-  /** Pause after a shed, doubled after each further shed until the slots have been even for evenHoldMs. Default 500. */
+  /**
+   * Pause after a shed. Evening out n slots may take n - 1 sheds; each shed
+   * beyond those doubles the pause, until the slots have been even for
+   * evenHoldMs. Default 500.
+   */
   shedCooldownMs: number
   /** Upper bound of the doubled pause, ms. Default 30000: at most 2 sheds a minute when rebalancing cannot help. */
   shedMaxCooldownMs: number
@@ -254,9 +258,9 @@ function none (reason: string): RebalanceDecision {
  * A slot qualifies once it has held at least ceil(total ÷ eligible) +
  * shedMargin connections for shedHoldMs; the one furthest above its share
  * sheds its excess, one slot per decision. After each shed: a pause of
- * shedCooldownMs, doubled with every further shed until the slots have been
- * even for evenHoldMs, so that it cannot churn where rebalancing does not
- * help. Nothing for many connections per slot (shedMaxMean) or short-lived
+ * shedCooldownMs; past the n - 1 sheds that evening out n slots may take, it
+ * doubles with every shed until the slots have been even for evenHoldMs, so
+ * that it cannot churn where rebalancing does not help. Nothing for many connections per slot (shedMaxMean) or short-lived
  * ones. A decision to shed is recorded in history: call it only to act on it.
  */
 export function rebalanceDecision (slots: readonly SlotLoad[], history: RebalanceHistory, now: number,
@@ -281,7 +285,9 @@ export function rebalanceDecision (slots: readonly SlotLoad[], history: Rebalanc
     return none(`${Math.round(g.mean * 10) / 10} connections per slot on average, more than shedMaxMean ${o.shedMaxMean}: the hash spreads that many well enough`)
   }
   if (shortLived) return none('connections are short-lived: new ones spread by steering alone')
-  const pause = history.streak === 0 ? 0 : Math.min(o.shedMaxCooldownMs, o.shedCooldownMs * 2 ** (history.streak - 1))
+  // Evening out n slots may take n - 1 sheds: those come at the base pause.
+  const doublings = Math.max(0, history.streak - (g.indices.length - 1))
+  const pause = history.streak === 0 ? 0 : Math.min(o.shedMaxCooldownMs, o.shedCooldownMs * 2 ** doublings)
   if (now - history.lastShedAt < pause) return none(`cooling down after a shed (${pause} ms)`)
 
   let best = -1

@@ -162,6 +162,15 @@ t.test('rebalance: the pause doubles up to shedMaxCooldownMs, and resets once ev
   t.match(firstShed(now => rebalanceDecision(slots([3, 1]), h, now), 121150, 125000), { slot: 0, at: 121650 }, 'the next imbalance is handled after shedHoldMs')
 })
 
+t.test('rebalance: with 4 slots the first 3 sheds come at the base pause, then it doubles', async t => {
+  const h = rebalanceHistory()
+  const sheds = []
+  for (let now = 0; now <= 30000; now += 50) {
+    if (rebalanceDecision(slots([3, 2, 2, 1]), h, now).slot !== null) sheds.push(now)
+  }
+  t.same(sheds.slice(1).map((s, i) => s - sheds[i]), [550, 550, 550, 1000, 2000, 4000, 8000])
+})
+
 t.test('rebalance: 4 slots, one slot at a time, the furthest above its share first, at most its excess', async t => {
   const h = rebalanceHistory()
   t.match(firstShed(now => rebalanceDecision(slots([3, 4, 1, 0]), h, now), 0, 2000), { slot: 1, count: 2, at: 500 }, 'slot 2 holds 4, share 2')
