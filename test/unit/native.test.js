@@ -103,7 +103,7 @@ t.test('errno errors from operations on a bad fd', async t => {
   t.equal(err.code, 'EBADF')
   t.equal(err.syscall, 'getsockopt')
   t.throws(() => binding.close(987654), { code: 'EBADF', syscall: 'close' })
-  t.throws(() => binding.attachSteering(987654, steerProgram([0])), { code: 'EBADF', syscall: 'setsockopt' })
+  t.throws(() => binding.attachSteering(987654, steerProgram([1])), { code: 'EBADF', syscall: 'setsockopt' })
 })
 
 /** Opens n connections to port and reports how many each listener's accept queue got. */
@@ -126,14 +126,17 @@ t.test('steering: a program that allows one index sends every new connection to 
   const c = binding.createListener('127.0.0.1', a.port, 256, false)
   const group = [a, b, c]
 
-  binding.attachSteering(a.fd, steerProgram([0]))
+  binding.attachSteering(a.fd, steerProgram([1, 0, 0]))
   t.same(await spread(group, a.port, 30), [30, 0, 0], 'index 0 only')
+  binding.attachSteering(b.fd, steerProgram([0, 0, 1])) // re-attaching replaces the program
+  // The first 30 stay in index 0's accept queue: nobody accepts them.
+  t.same(await spread(group, a.port, 30), [30, 0, 30], 'then index 2 only')
   for (const l of group) binding.close(l.fd)
 
   const x = binding.createListener('127.0.0.1', 0, 256, false)
   const y = binding.createListener('127.0.0.1', x.port, 256, false)
   const z = binding.createListener('127.0.0.1', x.port, 256, false)
-  binding.attachSteering(z.fd, steerProgram([0, 2])) // any socket of the group attaches for all
+  binding.attachSteering(z.fd, steerProgram([1, 0, 1])) // any socket of the group attaches for all
   const counts = await spread([x, y, z], x.port, 60)
   t.equal(counts[1], 0, 'index 1 gets nothing')
   t.ok(counts[0] > 10 && counts[2] > 10, `indices 0 and 2 share randomly: ${counts}`)
@@ -143,12 +146,35 @@ t.test('steering: a program that allows one index sends every new connection to 
   for (const l of [x, y, z]) binding.close(l.fd)
 })
 
-t.test('steerProgram validates its input', async t => {
-  t.throws(() => steerProgram([]), TypeError)
-  t.throws(() => steerProgram([1.5]), TypeError)
-  t.throws(() => steerProgram([-1]), TypeError)
-  t.same(Array.from(steerProgram([3])), [6, 0, 0, 3])
-  t.equal(steerProgram([0, 1, 2]).length, 4 * (2 + 2 * 2 + 1))
+t.test('steering: weights [3, 1, 0] send about 75% and 25% of new connections, and none to the third socket', async t => {
+  const n = 400
+  const group = [binding.createListener('127.0.0.1', 0, 1024, false)]
+  for (let i = 0; i < 2; i++) group.push(binding.createListener('127.0.0.1', group[0].port, 1024, false))
+  binding.attachSteering(group[0].fd, steerProgram([3, 1, 0]))
+  const counts = await spread(group, group[0].port, n)
+  for (const l of group) binding.close(l.fd)
+  // Binomial(400, 0.75): mean 300, sd 8.7. Five sd either side fails about
+  // once in two million correct runs; an even split (200) or the hash fails.
+  const sd = Math.sqrt(n * 0.75 * 0.25)
+  t.equal(counts[0] + counts[1] + counts[2], n, `every connection queued: ${counts}`)
+  t.ok(Math.abs(counts[0] - 300) <= 5 * sd, `index 0 gets about 300 of ${n}: ${counts[0]}`)
+  t.equal(counts[2], 0, 'weight 0 gets none')
+})
+
+t.test('steerProgram validates its input and compiles cumulative thresholds', async t => {
+  for (const bad of [[], [1.5, -1], [-1], [0, 0], [NaN], [Infinity, 1], ['1'], 'x', null, new Array(2001).fill(1)]) {
+    const err = t.throws(() => steerProgram(bad), TypeError, JSON.stringify(bad)?.slice(0, 20))
+    t.match(err.message, /^steerProgram needs 1 to 2000 finite weights >= 0/)
+  }
+  t.match(t.throws(() => steerProgram([0, -2])).message, /received \[0,-2\]$/, 'names the value')
+  t.same(Array.from(steerProgram([0, 0, 0, 5])), [6, 0, 0, 3], 'one allowed index: ret')
+  t.same(Array.from(steerProgram([1, 0, 1])), [0x20, 0, 0, 0xfffff038, 0x35, 1, 0, 2 ** 31, 6, 0, 0, 0, 6, 0, 0, 2],
+    'ld random; below half: index 0; else index 2')
+  const three = steerProgram([1, 2, 1])
+  t.equal(three.length, 4 * (1 + 2 * 2 + 1))
+  t.same([three[7], three[15]], [2 ** 30, 3 * 2 ** 30], 'thresholds at 1/4 and 3/4 of the u32 range')
+  t.equal(steerProgram([1e-12, 1])[7], 0, 'a vanishing share rounds to a threshold of 0')
+  t.equal(steerProgram([1, 1e-12])[7], 2 ** 32 - 1, 'thresholds stay inside the u32 range')
 })
 
 t.test('reapOrphans validates its argument and reaps nothing it must keep', async t => {
