@@ -39,19 +39,59 @@ export function renderMetrics (slots: SlotInfo[]): string {
   return out.join('\n') + '\n'
 }
 
-/** Serves GET /metrics from the supervisor, so that every scrape sees every slot. */
-export function serveMetrics (port: number, host: string, slots: () => SlotInfo[]): Promise<http.Server> {
-  const server = http.createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url !== '/metrics' && !req.url?.startsWith('/metrics?'))) {
+export interface MetricsServerOptions {
+  /** Connections open at once; the kernel's next ones are accepted and closed at once. Default 16. */
+  maxConnections?: number
+  /** Time a client has to send its request headers, ms. Default 5000. */
+  headersTimeout?: number
+  /** Time a client has to send its whole request, ms. Default 10000. */
+  requestTimeout?: number
+  /** Accept errors (EMFILE, ENFILE under fd pressure) go here; the server keeps listening. */
+  onError?: (err: Error) => void
+}
+
+const PATH = /^\/metrics(\?|$)/
+
+/**
+ * Serves GET (and HEAD) /metrics from the supervisor, so that every scrape sees
+ * every slot. The supervisor must outlive any client, so the server is
+ * bounded: few connections, short header and request deadlines, and no
+ * keep-alive (a scraper comes back every 15 s or so, a new connection costs
+ * nothing next to that). Without these, idle or slowloris connections held
+ * supervisor fds until it could not spawn a worker (issue 13).
+ */
+export function serveMetrics (port: number, host: string, slots: () => SlotInfo[], options: MetricsServerOptions = {}): Promise<http.Server> {
+  const { maxConnections = 16, headersTimeout = 5000, requestTimeout = 10000, onError = () => {} } = options
+  const server = http.createServer({
+    headersTimeout,
+    requestTimeout,
+    keepAlive: false,
+    // headersTimeout and requestTimeout (which also cover a client that sends
+    // nothing) are only enforced when this check runs: every 30 s by default.
+    connectionsCheckingInterval: Math.min(1000, headersTimeout)
+  }, (req, res) => {
+    res.setHeader('connection', 'close')
+    if (!PATH.test(req.url ?? '')) {
       res.writeHead(404).end()
       return
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(slots()))
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end()
+      return
+    }
+    const body = renderMetrics(slots())
+    // Node sends no body for HEAD, but the same headers as GET.
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body)
   })
+  server.maxConnections = maxConnections
   return new Promise((resolve, reject) => {
     server.once('error', reject)
     server.listen(port, host, () => {
       server.off('error', reject)
+      // An accept that fails (EMFILE) is emitted as 'error' on the server:
+      // unhandled, it would take the supervisor and every slot down with it.
+      // libuv has already closed the connection that could not be accepted.
+      server.on('error', onError)
       resolve(server)
     })
   })

@@ -1,0 +1,174 @@
+// A soak run: fastify-reuseport under wrk load (keep-alive and new-connection
+// clients at once) while rolling reloads (SIGHUP), kill -9s of workers and
+// scale changes (SIGTTIN, SIGTTOU) follow each other for the whole run. The
+// supervisor's fd count and RSS are sampled every 250 ms; failed requests are
+// counted against the connections the killed workers held when killed (those
+// may fail: the kernel resets a dead process's connections; nothing else may).
+//
+//   node bench/soak.mjs [--seconds 300] [--workers 2] [--out dir] [--smoke]
+//
+// --smoke: 20 s, for test/load/soak.test.js. Writes soak.json (summary and
+// timeline) and soak.md to --out (default bench/results).
+import { execFileSync } from 'node:child_process'
+import fs from 'node:fs'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { ROOT, childrenOf, failed, freePort, hasWrk, launch, rssMb, sleep, wrk } from './lib.mjs'
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '300' },
+    workers: { type: 'string', default: '2' },
+    out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
+    smoke: { type: 'boolean', default: false }
+  }
+})
+if (!hasWrk()) {
+  console.error('soak: wrk is not installed (Debian package wrk: apt-get install wrk)')
+  process.exit(1)
+}
+const seconds = values.smoke ? 20 : Number(values.seconds)
+const workers = Number(values.workers)
+const log = msg => process.stderr.write(msg + '\n')
+
+const fdsOf = pid => { try { return fs.readdirSync(`/proc/${pid}/fd`).length } catch { return 0 } }
+
+/** Established connections the process holds on the server port (ss -tnp). */
+function connectionsOf (port, pid) {
+  const out = execFileSync('ss', ['-Htnp', 'state', 'established', `sport = :${port}`], { encoding: 'utf8' })
+  return out.split('\n').filter(l => l.includes(`pid=${pid},`)).length
+}
+
+async function waitOutput (server, re, from, timeoutMs = 30000) {
+  const deadline = Date.now() + timeoutMs
+  while (!re.test(server.output().slice(from))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${re}`)
+    await sleep(20)
+  }
+}
+
+async function metricPids (metricsPort) {
+  const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  const text = await res.text()
+  return [...text.matchAll(/^fastify_reuseport_slot_pid\{slot="(\d+)"\} (\d+)$/gm)].map(m => Number(m[2]))
+}
+
+const port = await freePort()
+const metricsPort = await freePort()
+const server = await launch('fastify-reuseport', { port, workers, args: ['--metrics-port', String(metricsPort)] })
+const sup = server.supervisorPid
+const counts = { reload: 0, kill: 0, scaleUp: 0, scaleDown: 0 }
+let killedConnections = 0
+let slots = workers
+
+const actions = {
+  async reload () {
+    const from = server.output().length
+    server.proc.kill('SIGHUP')
+    await waitOutput(server, /reload: all \d+ slots replaced/, from)
+    counts.reload++
+  },
+  async kill () {
+    const pids = server.workerPids()
+    const victim = pids[Math.floor(Math.random() * pids.length)]
+    killedConnections += connectionsOf(port, victim)
+    process.kill(victim, 'SIGKILL')
+    counts.kill++
+    const deadline = Date.now() + 30000
+    while (!(server.workerPids().length >= slots && !server.workerPids().includes(victim))) {
+      if (Date.now() > deadline) throw new Error(`no replacement for worker ${victim}`)
+      await sleep(20)
+    }
+  },
+  async scaleUp () {
+    const from = server.output().length
+    server.proc.kill('SIGTTIN')
+    slots++
+    await waitOutput(server, new RegExp(`scale: slot ${slots} of ${slots} added`), from)
+    counts.scaleUp++
+  },
+  async scaleDown () {
+    const from = server.output().length
+    server.proc.kill('SIGTTOU')
+    slots--
+    await waitOutput(server, new RegExp(`scale: slot ${slots + 1} retired, ${slots} left`), from)
+    counts.scaleDown++
+  }
+}
+// Ends where it started: as many slots as at the start.
+const cycle = ['reload', 'kill', 'scaleUp', 'kill', 'scaleDown']
+
+const timeline = []
+const sample = phase => {
+  const s = { t: Date.now(), phase, fds: fdsOf(sup), rssMb: +rssMb(sup).toFixed(1), workers: childrenOf(sup).length }
+  timeline.push(s)
+  return s
+}
+let phase = 'idle'
+const sampler = setInterval(() => sample(phase), 250)
+
+let summary
+try {
+  await sleep(1000)
+  const before = sample('baseline')
+  const started = Date.now()
+  const url = `http://127.0.0.1:${port}/`
+  const clients = Promise.all([
+    wrk({ url, seconds, connections: 16 }),
+    wrk({ url, seconds, connections: 16, close: true })
+  ])
+  phase = 'warmup'
+  await sleep(Math.min(3000, seconds * 150))
+  phase = 'actions'
+  const stopAt = started + seconds * 1000 - 2000
+  let i = 0
+  // A cycle is never cut short: it must end with the slot count it started with.
+  while (Date.now() < stopAt || i % cycle.length !== 0) {
+    const name = cycle[i++ % cycle.length]
+    await actions[name]()
+    await sleep(700)
+  }
+  phase = 'load'
+  const [keepAlive, fresh] = await clients
+  phase = 'settle'
+  await sleep(3000)
+  const after = sample('end')
+  const children = childrenOf(sup)
+  const reported = await metricPids(metricsPort)
+  const peak = timeline.reduce((m, s) => ({ fds: Math.max(m.fds, s.fds), rssMb: Math.max(m.rssMb, s.rssMb) }), { fds: 0, rssMb: 0 })
+  summary = {
+    date: new Date().toISOString(),
+    seconds,
+    workers,
+    actions: counts,
+    requests: keepAlive.requests + fresh.requests,
+    failed: { keepAlive: failed(keepAlive), fresh: failed(fresh), total: failed(keepAlive) + failed(fresh) },
+    errors: { keepAlive: { non2xx: keepAlive.non2xx, ...keepAlive.errors }, fresh: { non2xx: fresh.non2xx, ...fresh.errors } },
+    killedConnections,
+    supervisor: { fdsBefore: before.fds, fdsAfter: after.fds, fdsPeak: peak.fds, rssMbBefore: before.rssMb, rssMbAfter: after.rssMb, rssMbPeak: peak.rssMb },
+    workersAfter: children.length,
+    unmanaged: children.filter(pid => !reported.includes(pid)),
+    rps: { keepAlive: keepAlive.rps, fresh: fresh.rps },
+    p99ms: { keepAlive: keepAlive.p99ms, fresh: fresh.p99ms },
+    maxms: { keepAlive: keepAlive.maxms, fresh: fresh.maxms }
+  }
+} finally {
+  clearInterval(sampler)
+  await server.stop()
+}
+
+const s = summary
+log(`soak: ${s.seconds} s, ${s.requests} requests, ${s.failed.total} failed (killed workers held ${s.killedConnections}); ` +
+  `${s.actions.reload} reloads, ${s.actions.kill} kill -9s, ${s.actions.scaleUp} + ${s.actions.scaleDown} scale changes; ` +
+  `supervisor fds ${s.supervisor.fdsBefore} -> ${s.supervisor.fdsAfter} (peak ${s.supervisor.fdsPeak}), RSS ${s.supervisor.rssMbBefore} -> ${s.supervisor.rssMbAfter} MB (peak ${s.supervisor.rssMbPeak})`)
+const md = [
+  `Soak run ${s.date.slice(0, 10)}: ${s.workers} workers, ${s.seconds} s of wrk -t1 -c16 keep-alive and -c16 \`Connection: close\` at once, while reloads, kill -9s and scale changes follow each other. Command: \`node bench/soak.mjs${values.smoke ? ' --smoke' : ` --seconds ${s.seconds}`}\`.`,
+  '',
+  '| requests | failed | killed workers held | reloads | kill -9 | scale up / down | supervisor fds before / after / peak | supervisor RSS MB before / after / peak | p99 ms keep-alive / new | max ms keep-alive / new |',
+  '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  `| ${s.requests} | ${s.failed.total} | ${s.killedConnections} | ${s.actions.reload} | ${s.actions.kill} | ${s.actions.scaleUp} / ${s.actions.scaleDown} | ${s.supervisor.fdsBefore} / ${s.supervisor.fdsAfter} / ${s.supervisor.fdsPeak} | ${s.supervisor.rssMbBefore} / ${s.supervisor.rssMbAfter} / ${s.supervisor.rssMbPeak} | ${s.p99ms.keepAlive} / ${s.p99ms.fresh} | ${s.maxms.keepAlive} / ${s.maxms.fresh} |`
+]
+fs.mkdirSync(values.out, { recursive: true })
+fs.writeFileSync(path.join(values.out, 'soak.json'), JSON.stringify({ ...s, timeline }, null, 2) + '\n')
+fs.writeFileSync(path.join(values.out, 'soak.md'), md.join('\n') + '\n')
+log(`soak: wrote ${path.relative(process.cwd(), values.out)}/soak.{json,md}`)
