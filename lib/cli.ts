@@ -67,6 +67,12 @@ Options (fastify-reuseport):
                                  cluster round-robin, the supervisor accepts every
                                  connection (default: reuseport where it works,
                                  else cluster)                          [env: FASTIFY_BALANCER]
+      --balance <on|off>         Even out connections across workers: steer new
+                                 ones to the workers holding fewer, and have a
+                                 worker holding more than its share of a few
+                                 long-lived connections end some kept-alive
+                                 ones at their next response (default on)
+                                                                        [env: FASTIFY_BALANCE]
       --metrics-port <port>      Serve Prometheus metrics per slot at
                                  http://<address>:<port>/metrics (default off)
                                                                         [env: FASTIFY_METRICS_PORT]
@@ -107,6 +113,7 @@ const OPTIONS = {
   'max-requests-jitter': { type: 'string' },
   'crash-loop-timeout': { type: 'string' },
   balancer: { type: 'string' },
+  balance: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -187,6 +194,13 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
     if (v === undefined || BALANCERS.includes(v as Balancer)) return v as Balancer | undefined
     return bad(`--balancer must be one of ${BALANCERS.join(', ')}, received '${v}'`)
   }
+  const onOff = (name: 'balance'): boolean | undefined => {
+    const v = get(name)
+    if (v === undefined) return undefined
+    if (/^(on|true|1|yes)$/i.test(v)) return true
+    if (/^(off|false|0|no)$/i.test(v)) return false
+    return bad(`--${name} must be on or off, received '${v}'`)
+  }
   const app = positionals[0] as string
   return {
     start: {
@@ -215,7 +229,8 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
       maxRequests: num('max-requests'),
       maxRequestsJitter: num('max-requests-jitter'),
       crashLoopTimeout: num('crash-loop-timeout'),
-      balancer: balancer(get('balancer'))
+      balancer: balancer(get('balancer')),
+      balance: onOff('balance')
     },
     drainDelay: num('drain-delay') ?? 0
   }

@@ -45,11 +45,14 @@ export type WorkerMessage =
   | ({ type: 'crash' } & ErrorReport)
   /**
    * Event-loop delay (max over the last interval), connections accepted so
-   * far, resident set size and requests served.
+   * far and open now, resident set size and requests served.
    */
-  | { type: 'health', delayMs: number, accepted: number, rss: number, requests: number }
+  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number }
 
-export type SupervisorMessage = { type: 'drain' }
+export type SupervisorMessage =
+  | { type: 'drain' }
+  /** End this many kept-alive connections gracefully (lib/shed.ts): the slot holds more than its share. */
+  | { type: 'shed', count: number }
 
 /** Over Node's IPC channel, with the socket as its handle: a connection from an orphaned slot's queue. */
 export const HANDOFF = 'fastify-reuseport:connection'
@@ -60,5 +63,5 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
     ((m.type === 'error' || m.type === 'crash') && typeof m.code === 'string' && typeof m.message === 'string') ||
     (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
-      typeof m.rss === 'number' && typeof m.requests === 'number')
+      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number')
 }

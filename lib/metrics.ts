@@ -1,4 +1,5 @@
 import http from 'node:http'
+import { imbalance } from './balance'
 import { REPLACE_REASONS } from './policy'
 import type { SlotInfo, SlotState } from './supervisor'
 
@@ -28,6 +29,10 @@ export function renderMetrics (slots: SlotInfo[]): string {
   metric('fastify_reuseport_slot_pid', 'gauge', 'Pid of the worker serving the slot (0: none).', slots.map(s => [slot(s), s.pid ?? 0]))
   metric('fastify_reuseport_slot_accepted_connections_total', 'counter', 'Connections accepted by the slot\'s workers.', slots.map(s => [slot(s), s.accepted]))
   metric('fastify_reuseport_slot_accept_queue', 'gauge', 'Connections waiting in the slot\'s accept queue (TCP_INFO).', slots.map(s => [slot(s), s.queued]))
+  metric('fastify_reuseport_slot_open_connections', 'gauge', 'Connections the slot\'s worker holds open.', slots.map(s => [slot(s), s.open]))
+  out.push('# HELP fastify_reuseport_imbalance Open connections of the busiest serving slot divided by the mean (1: even).',
+    '# TYPE fastify_reuseport_imbalance gauge',
+    `fastify_reuseport_imbalance ${Math.round(imbalance(slots.filter(s => s.state === 'ready').map(s => s.open)) * 1000) / 1000}`)
   metric('fastify_reuseport_slot_event_loop_delay_seconds', 'gauge', 'Worst event-loop delay the worker reported in its last interval.', slots.map(s => [slot(s), s.loopDelayMs / 1000]))
   metric('fastify_reuseport_slot_restarts_total', 'counter', 'Workers started on the slot after its first.', slots.map(s => [slot(s), s.restarts]))
   metric('fastify_reuseport_slot_stalls_total', 'counter', 'Times the slot was steered out as stalled.', slots.map(s => [slot(s), s.stalls]))

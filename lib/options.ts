@@ -100,6 +100,12 @@ export interface StartOptions {
    * accepts every connection). Default: reuseport where it works, else cluster.
    */
   balancer?: Balancer
+  /**
+   * Even out connections across slots: steer new ones to the slots holding
+   * fewer, and ask a slot that holds more than its share of a few
+   * long-lived connections to end some kept-alive ones gracefully. Default true.
+   */
+  balance?: boolean
 }
 
 export type Balancer = 'reuseport' | 'cluster'
@@ -133,6 +139,7 @@ export interface StartSettings {
   metricsPort: number | undefined
   /** undefined: reuseport where it works. */
   balancer: Balancer | undefined
+  balance: boolean
 }
 
 function integer (name: string, value: unknown, fallback: number, min = 0): number {
@@ -140,6 +147,12 @@ function integer (name: string, value: unknown, fallback: number, min = 0): numb
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
     throw new FST_REUSEPORT_INVALID_OPTION(name, `must be an integer >= ${min}`, received(value))
   }
+  return value
+}
+
+function bool (name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new FST_REUSEPORT_INVALID_OPTION(name, 'must be a boolean', received(value))
   return value
 }
 
@@ -190,6 +203,7 @@ export function resolveStartOptions (options: unknown): StartSettings {
     maxRequestsJitter: integer('maxRequestsJitter', o.maxRequestsJitter, 0),
     crashLoopTimeout: integer('crashLoopTimeout', o.crashLoopTimeout, 30000),
     metricsPort: o.metricsPort === undefined ? undefined : parsePort(o.metricsPort),
-    balancer: balancer(o.balancer)
+    balancer: balancer(o.balancer),
+    balance: bool('balance', o.balance, true)
   }
 }

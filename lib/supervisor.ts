@@ -19,6 +19,7 @@ import {
   requestLimit, respawnDelay, stallReason, type ReplaceReason, type StallMemory
 } from './policy'
 import { spawnWorker, type Exit, type WorkerProcess } from './spawn'
+import { imbalance, rebalanceDecision, rebalanceHistory, steeringState, steeringWeights, type RebalanceHistory, type SlotLoad, type SteeringState } from './balance'
 import { steerProgram } from './steering'
 
 export type { StartOptions } from './options'
@@ -36,6 +37,8 @@ export interface SlotInfo {
   queued: number
   /** Worst event-loop delay its worker reported in its last interval, ms. */
   loopDelayMs: number
+  /** Connections its worker holds open (last report). */
+  open: number
   /** Its worker's resident set size at its last report, bytes (0: no worker). */
   rss: number
   /** Requests its worker has served (counted only with maxRequests). */
@@ -101,6 +104,7 @@ interface Worker {
   healthAt: number
   delayMs: number
   accepted: number
+  open: number
   rss: number
   requests: number
   /** Its own --max-requests with jitter (0: none). */
@@ -231,6 +235,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private queue: Promise<unknown> = Promise.resolve()
   private pending = 0
   private steering = false
+  /** What lib/balance.ts remembers between samples, and the weights attached now (null: none). */
+  private readonly steerState: SteeringState = steeringState()
+  private readonly rebalance: RebalanceHistory = rebalanceHistory()
+  private attached: readonly number[] | null = null
   private ticker: NodeJS.Timeout | null = null
   private reaper: NodeJS.Timeout | null = null
   private metrics: http.Server | null = null
@@ -325,6 +333,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       accepted: s.acceptedBefore + (w?.accepted ?? 0),
       queued: this.queued(s),
       loopDelayMs: w?.delayMs ?? 0,
+      open: w?.open ?? 0,
       rss: w?.rss ?? 0,
       requests: w?.requests ?? 0,
       restarts: s.restarts,
@@ -433,6 +442,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       healthAt: now,
       delayMs: 0,
       accepted: 0,
+      open: 0,
       rss: 0,
       requests: 0,
       requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
@@ -445,6 +455,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
         worker.healthAt = Date.now()
         worker.delayMs = m.delayMs
         worker.accepted = m.accepted
+        worker.open = m.open
         worker.rss = m.rss
         worker.requests = m.requests
       } else if (m.type === 'crash') {
@@ -678,6 +689,31 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     }
     if (this.settings.stallTimeout > 0) this.checkStalls(serving, now)
     this.checkReplacements(serving, now)
+    this.updateSteering(now)
+    this.checkBalance(now)
+  }
+
+  /** What the balancing rules see: one entry per socket index. */
+  private loads (): SlotLoad[] {
+    return this.slotList.map(s => ({
+      eligible: s.worker?.state === 'ready' && !s.stalled && !s.retiring,
+      open: s.worker?.open ?? 0,
+      accepted: s.acceptedBefore + (s.worker?.accepted ?? 0)
+    }))
+  }
+
+  /** A slot holding more than its share of a few long-lived connections ends some kept-alive ones (lib/shed.ts). */
+  private checkBalance (now: number): void {
+    if (this.binding === null) return
+    const loads = this.loads()
+    const decision = rebalanceDecision(loads, this.rebalance, now, { balance: this.settings.balance })
+    if (decision.slot === null) return
+    const slot = this.slotList[decision.slot] as Slot
+    const w = slot.worker as Worker
+    this.log.info({ slot: slot.index, workerPid: w.pid, open: loads.map(l => l.open), count: decision.count },
+      `${this.line(slot)}: holds ${w.open} of ${loads.reduce((n, l) => n + l.open, 0)} connections; ending ${decision.count} kept-alive at their next response`)
+    const message: SupervisorMessage = { type: 'shed', count: decision.count }
+    void w.proc.channel?.send(message)
   }
 
   private checkStalls (serving: Slot[], now: number): void {
@@ -813,26 +849,40 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     if (this.binding !== null) closeListeners(this.binding, slot.listeners)
   }
 
-  /** Steers new connections to the slots that serve (DESIGN.md, "Steering"). */
-  private updateSteering (): void {
+  /**
+   * Steers new connections (DESIGN.md, "Steering"): one program for every
+   * purpose, from lib/balance.ts. Slots without a ready worker, stalled or
+   * retiring get weight 0; with balancing, slots holding fewer connections
+   * get more. Nothing is attached while every slot serves and the load is
+   * even, so short connections keep the kernel's plain hash.
+   */
+  private updateSteering (now = Date.now()): void {
     if (!this.steering || this.closing || this.binding === null) return
-    const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.stalled && !s.retiring).map(s => s.index)
-    const all = serving.length === this.slotList.length || serving.length === 0
+    const weights = steeringWeights(this.loads(), this.steerState, now, { balance: this.settings.balance })
+    if (weights === this.attached) return
+    // All zero: no slot serves, and the hash is as good as anything.
+    const program = weights === null || !weights.some(w => w > 0) ? null : steerProgram(weights)
     for (const l of (this.slotList[0] as Slot).listeners) {
       try {
-        if (all) this.binding.detachSteering(l.fd)
-        else this.binding.attachSteering(l.fd, steerProgram(serving))
+        if (program === null) this.binding.detachSteering(l.fd)
+        else this.binding.attachSteering(l.fd, program)
       } catch (err) {
         this.log.warn({ err }, 'steering update failed; the kernel hash stays in charge')
       }
     }
+    this.attached = weights
+  }
+
+  /** Busiest slot ÷ mean, over the slots that serve: 1 when even. */
+  imbalance (): number {
+    return imbalance(this.loads().filter(l => l.eligible).map(l => l.open))
   }
 
   private probeSteering (): boolean {
     const fd = this.slotList[0]?.listeners[0]?.fd
     if (fd === undefined || this.binding === null) return false
     try {
-      this.binding.attachSteering(fd, steerProgram(this.slotList.map(s => s.index)))
+      this.binding.attachSteering(fd, steerProgram(this.slotList.map(() => 1)))
       this.binding.detachSteering(fd)
       return true
     } catch {

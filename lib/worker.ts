@@ -9,6 +9,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { openChannel, type Channel } from './channel'
 import { acceptedConnections, drain } from './drain'
 import { handDown } from './listen'
+import { openConnections, shed, trackSessions } from './shed'
 import { LISTENERS_ENV, inheritedListeners } from './listener'
 import { HANDOFF, WORKER_ENV, type ErrorReport, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
 import { loadNative } from './native'
@@ -38,6 +39,8 @@ async function boot (config: WorkerConfig, counter: { requests: number }): Promi
     ...(config.useOptions ? app.options : {})
   }
   const fastify = Fastify(options)
+  // HTTP/2 sessions are listed nowhere by Node: rebalancing needs them (one listener per session).
+  trackSessions(fastify.server)
   // Only with --max-requests: nothing runs per request otherwise.
   if (config.countRequests) fastify.server.on('request', () => { counter.requests++ })
   await fastify.register(reuseport)
@@ -120,7 +123,10 @@ async function main (): Promise<void> {
     await fastify.close()
     process.exit(0)
   }
-  channel.on('message', (message: SupervisorMessage) => { if (message.type === 'drain') void stop() })
+  channel.on('message', (message: SupervisorMessage) => {
+    if (message.type === 'drain') void stop()
+    else if (message.type === 'shed' && !stopping) shed(fastify.server, message.count, { idleMs: config.idleMs })
+  })
   // The supervisor is gone (even SIGKILLed): nobody will restart us, so leave cleanly.
   channel.on('close', () => { void stop() })
   channel.unref()
@@ -148,7 +154,14 @@ function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { req
   const timer = setInterval(() => {
     const delayMs = histogram.max / 1e6
     histogram.reset()
-    void send({ type: 'health', delayMs, accepted: acceptedConnections(fastify.server), rss: process.memoryUsage.rss(), requests: counter.requests })
+    void send({
+      type: 'health',
+      delayMs,
+      accepted: acceptedConnections(fastify.server),
+      open: openConnections(fastify.server),
+      rss: process.memoryUsage.rss(),
+      requests: counter.requests
+    })
   }, everyMs)
   timer.unref()
   return () => {
