@@ -26,7 +26,12 @@ function loadError () {
   const r = spawnSync(process.execPath, ['-e', PROBE, ROOT], { cwd: ROOT, encoding: 'utf8', timeout: 30000 })
   if (r.status === 0) return null
   const message = /^Error: (.*)$/m.exec(r.stderr ?? '')?.[1] ?? `exit ${r.status}`
-  return message.startsWith('No native build was found') ? 'no prebuilt binary for this platform' : message.slice(0, 200)
+  return message.startsWith('No native build was found') ? `no prebuilt binary for linux-${process.arch} (${libc()})` : message.slice(0, 200)
+}
+
+// As node-gyp-build tells them apart: Alpine, or LIBC=musl, is musl.
+function libc () {
+  return process.env.LIBC || (fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc')
 }
 
 function onPath (cmd) {
@@ -72,7 +77,7 @@ function main () {
   const prebuilt = process.env.npm_config_build_from_source === 'true' ? 'building from source as asked' : loadError()
   if (prebuilt === null) return
   const missing = missingTools()
-  if (missing.length > 0) return fail(`${prebuilt} (${process.arch}), and building it needs ${missing.join(', ')}`)
+  if (missing.length > 0) return fail(`${prebuilt}, and building it needs ${missing.join(', ')}`)
   const [cmd, ...args] = nodeGyp()
   const r = spawnSync(cmd, [...args, 'rebuild'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
   const output = `${r.stdout ?? ''}${r.stderr ?? ''}`
@@ -80,7 +85,7 @@ function main () {
   if (process.env.npm_config_loglevel === 'verbose' || process.env.npm_config_loglevel === 'silly') process.stderr.write(output)
   // node-gyp's first error line names the cause.
   const cause = r.error?.message ?? output.split('\n').find(l => /error/i.test(l))?.trim() ?? `node-gyp exited ${r.status}`
-  fail(`${prebuilt} (${process.arch}), and building it failed: ${cause.slice(0, 200)}`)
+  fail(`${prebuilt}, and building it failed: ${cause.slice(0, 200)}`)
 }
 
 main()
