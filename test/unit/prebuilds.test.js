@@ -42,9 +42,12 @@ t.test('what each binary needs from the system (readelf)', { skip: missing ?? (h
   }
 })
 
+// Debian names it qemu-aarch64-static; some distributions ship qemu-aarch64 only.
+const QEMU = ['qemu-aarch64-static', 'qemu-aarch64'].find(hasCommand)
+
 function qemuWhy () {
   if (missing) return missing
-  if (!hasCommand('qemu-aarch64-static')) return 'qemu-aarch64-static is missing (Debian package qemu-user-static)'
+  if (QEMU === undefined) return 'qemu-aarch64-static is missing (Debian package qemu-user-static)'
   if (!fs.existsSync('/usr/aarch64-linux-gnu/lib/libc.so.6')) return 'no arm64 glibc in /usr/aarch64-linux-gnu (Debian package libc6-arm64-cross)'
   if (!fs.existsSync('/usr/aarch64-linux-gnu/lib/libstdc++.so.6')) return 'no arm64 libstdc++ for Node in /usr/aarch64-linux-gnu (Debian package libstdc++6-arm64-cross)'
   return null
@@ -67,7 +70,7 @@ const SERVE = `
 `
 
 t.test('the arm64 glibc binary serves a request on arm64 Node under qemu-user', { skip: arm64Node.why ?? false }, async t => {
-  const child = spawn('qemu-aarch64-static', ['-L', '/usr/aarch64-linux-gnu', arm64Node.bin, '-e', SERVE],
+  const child = spawn(QEMU, ['-L', '/usr/aarch64-linux-gnu', arm64Node.bin, '-e', SERVE],
     { cwd: ROOT, env: { ...process.env, PREBUILDS_ONLY: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
   t.teardown(() => child.kill('SIGKILL'))
   let out = ''
@@ -83,7 +86,7 @@ t.test('the arm64 glibc binary serves a request on arm64 Node under qemu-user', 
 })
 
 t.test('the plugin on arm64 Node under qemu-user', { skip: arm64Node.why ?? false }, async t => {
-  const child = spawn('qemu-aarch64-static', ['-L', '/usr/aarch64-linux-gnu', arm64Node.bin, path.join(ROOT, 'test', 'fixtures', 'serve.js')], {
+  const child = spawn(QEMU, ['-L', '/usr/aarch64-linux-gnu', arm64Node.bin, path.join(ROOT, 'test', 'fixtures', 'serve.js')], {
     cwd: ROOT, env: { ...process.env, PREBUILDS_ONLY: '1', LISTEN: JSON.stringify({ port: 0, host: '127.0.0.1' }) }, stdio: ['ignore', 'pipe', 'pipe']
   })
   t.teardown(() => child.kill('SIGKILL'))
