@@ -87,9 +87,20 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
     t.same(await sup.stop('SIGTERM'), { code: 0, signal: null }, 'graceful exit')
   })
 
-  t.test('no binary for this platform and no build tools: install succeeds and says what is missing', async t => {
+  t.test('no binary for this platform, build tools present: install builds from source', async t => {
     // What a platform without a prebuild (linux-riscv64, say) sees.
     fs.rmSync(path.join(pkg, 'prebuilds'), { recursive: true })
+    const rebuilt = spawnSync('npm', ['rebuild', 'fastify-reuseport'], { cwd: app, encoding: 'utf8', timeout: 120000 })
+    t.equal(rebuilt.status, 0, 'npm rebuild (the install script) succeeds', { output: rebuilt.status === 0 ? undefined : rebuilt.stdout + rebuilt.stderr })
+    t.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'reuseport.node')), 'node-gyp built build/Release/reuseport.node')
+    t.notOk(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and recorded no error')
+    const plugin = spawnSync('node', ['plugin.js'], { cwd: app, encoding: 'utf8', timeout: 20000 })
+    t.equal(plugin.status, 0)
+    t.equal(plugin.stdout.trim(), '', 'the plugin loads it: no warning')
+  })
+
+  t.test('no binary for this platform and no build tools: install succeeds and says what is missing', async t => {
+    fs.rmSync(path.join(pkg, 'build'), { recursive: true, force: true })
     const rebuilt = spawnSync('npm', ['rebuild', 'fastify-reuseport', '--foreground-scripts'], { cwd: app, env, encoding: 'utf8', timeout: 60000 })
     t.equal(rebuilt.status, 0, 'npm rebuild (the install script) succeeds')
     t.equal((rebuilt.stdout + rebuilt.stderr).split('\n').filter(l => l.startsWith('fastify-reuseport:')).length, 1, 'its script printed one line')
