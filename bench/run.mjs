@@ -1,5 +1,5 @@
 // npm run bench: fastify-reuseport against a single process, cluster
-// (round-robin and SCHED_NONE), Node 22's own reusePort, on the same app with
+// (round-robin and SCHED_NONE), Node 22's and Node 24's own reusePort, on the same app with
 // the same client (wrk -t1 -c64), runs interleaved mode by mode on one machine.
 // Writes bench/results/results.{json,md,svg}.
 //
@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { execFileSync } from 'node:child_process'
-import { ROOT, NODE22, cpuSeconds, failed, freePort, hasNode22, hasWrk, launch, rssMb, sleep, wrk } from './lib.mjs'
+import { ROOT, NODE22, NODE24, cpuSeconds, failed, freePort, hasNode22, hasNode24, hasWrk, launch, rssMb, sleep, wrk } from './lib.mjs'
 import { renderMarkdown, renderSvg } from './report.mjs'
 
 const { values } = parseArgs({
@@ -32,11 +32,15 @@ const reps = smoke ? 1 : Number(values.reps)
 const workers = 2
 const apps = { hello: '/', cpu: '/cpu' }
 const appNames = (smoke ? 'hello' : values.apps).split(',')
-let modes = values.modes?.split(',') ?? ['single', 'cluster-rr', 'cluster-none', 'node22-reuseport', 'fastify-reuseport', 'fastify-reuseport-node22']
+let modes = values.modes?.split(',') ?? ['single', 'cluster-rr', 'cluster-none', 'node22-reuseport', 'fastify-reuseport', 'fastify-reuseport-node22', 'node24-reuseport', 'fastify-reuseport-node24']
 if (smoke && !values.modes) modes = ['single', 'cluster-rr', 'fastify-reuseport']
 if (!hasNode22()) {
   console.error('bench: no Node 22 in .node22/ (npm test installs it): skipping the Node 22 modes')
   modes = modes.filter(m => !m.includes('node22'))
+}
+if (!hasNode24()) {
+  console.error('bench: no Node 24 in .node24/ (npm test installs it): skipping the Node 24 modes')
+  modes = modes.filter(m => !m.includes('node24'))
 }
 
 const log = msg => process.stderr.write(msg + '\n')
@@ -124,7 +128,11 @@ for (let rep = 1; rep <= reps; rep++) {
   }
 }
 
-const versions = { node20: process.version, node22: hasNode22() ? execFileSync(NODE22, ['-v'], { encoding: 'utf8' }).trim() : null }
+const versions = {
+  node20: process.version,
+  node22: hasNode22() ? execFileSync(NODE22, ['-v'], { encoding: 'utf8' }).trim() : null,
+  node24: hasNode24() ? execFileSync(NODE24, ['-v'], { encoding: 'utf8' }).trim() : null
+}
 const wrkVersion = execFileSync('sh', ['-c', 'wrk -v 2>&1 | head -1'], { encoding: 'utf8' }).trim()
 const results = {
   date: new Date().toISOString(),

@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import path from 'node:path'
 
 /** Accept-queue state of one listening socket, from TCP_INFO. */
@@ -41,17 +42,64 @@ export function loadNative (): NativeLoad {
   return cached
 }
 
-function load (): NativeLoad {
-  if (process.platform !== 'linux') {
-    return { binding: null, reason: `SO_REUSEPORT does not balance connections across processes on ${process.platform}` }
+/** What decides why the addon is unavailable, and so the fix to suggest. */
+export interface NativeFacts {
+  platform: string
+  arch: string
+  libc: 'glibc' | 'musl'
+  /** The first line of node-gyp-build's error, or null when it loaded. */
+  loadError: string | null
+  /** What native/install.js found missing when it could not build the addon. */
+  installError: string | null
+}
+
+const TOOLS = 'python3, make and g++'
+
+/** The text of FST_REUSEPORT_UNSUPPORTED: what is wrong, then the fix. */
+export function unsupportedReason (facts: NativeFacts): string {
+  const { platform, arch, libc, loadError, installError } = facts
+  if (platform !== 'linux') {
+    return `SO_REUSEPORT balances connections across processes on Linux only, not on ${platform}: deploy on Linux to use it`
   }
+  const packages = libc === 'musl' ? 'apk add python3 make g++' : 'apt-get install python3 make g++'
+  if (installError !== null) {
+    return `the native addon could not be loaded: ${installError}; to fix, install ${TOOLS} (${packages}) and run \`npm rebuild fastify-reuseport\``
+  }
+  if (loadError === null || loadError.startsWith('No native build was found')) {
+    // The install script did not run (--ignore-scripts) or its build is gone.
+    return `the native addon could not be loaded: no prebuilt binary for linux-${arch} (${libc}) and no build from source; ` +
+      `to fix, run \`npm rebuild fastify-reuseport\` (building from source needs ${TOOLS})`
+  }
+  return `the native addon could not be loaded (${loadError}); to fix, build it from source: ` +
+    `\`npm rebuild fastify-reuseport --build-from-source\` (needs ${TOOLS})`
+}
+
+// Mirrors node-gyp-build, which picks prebuilds/*.musl.node on Alpine or with LIBC=musl.
+function libc (): 'glibc' | 'musl' {
+  if (process.env.LIBC === 'musl' || process.env.LIBC === 'glibc') return process.env.LIBC
+  return fs.existsSync('/etc/alpine-release') ? 'musl' : 'glibc'
+}
+
+function readInstallError (root: string): string | null {
+  try {
+    return fs.readFileSync(path.join(root, 'build', 'install-error.txt'), 'utf8').trim() || null
+  } catch {
+    return null
+  }
+}
+
+function load (): NativeLoad {
+  const facts = { platform: process.platform, arch: process.arch, libc: libc(), loadError: null, installError: null }
+  if (process.platform !== 'linux') return { binding: null, reason: unsupportedReason(facts) }
+  // dist/lib/native.js -> the package root, where build/ and prebuilds/ live.
+  const root = path.join(__dirname, '..', '..')
   try {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => { supported: boolean }
-    // dist/lib/native.js -> the package root, where build/ lives.
-    const binding = nodeGypBuild(path.join(__dirname, '..', '..'))
+    const binding = nodeGypBuild(root)
     if (binding.supported !== true) return { binding: null, reason: 'the native addon was built without Linux support' }
     return { binding: binding as NativeBinding, reason: null }
   } catch (err) {
-    return { binding: null, reason: `the native addon could not be loaded (${(err as Error).message.split('\n')[0]})` }
+    const loadError = (err as Error).message.split('\n')[0]
+    return { binding: null, reason: unsupportedReason({ ...facts, loadError, installError: readInstallError(root) }) }
   }
 }

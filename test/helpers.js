@@ -218,4 +218,64 @@ function hasCommand (cmd) {
   }
 }
 
+/** Node majors the package supports; `npm test` runs the suite's core on each. */
+const NODE_MAJORS = [20, 22, 24, 26]
+
+/**
+ * A Node binary of this major and arch, from the npm package node-linux-<arch>@major
+ * installed into .node<major>/ (x64) or .node<major>-<arch>/ on first use; on
+ * x64, this process's own Node when the major matches. { bin, why }: why says
+ * why there is none.
+ */
+function nodeBinary (major, arch = 'x64') {
+  if (arch === 'x64' && process.arch === 'x64' && Number(process.versions.node.split('.')[0]) === major) return { bin: process.execPath, why: null }
+  if (process.arch !== 'x64' || process.platform !== 'linux') return { bin: null, why: `node-linux-${arch} is fetched for x64 Linux hosts only, this is ${process.platform}-${process.arch}` }
+  const prefix = path.join(ROOT, arch === 'x64' ? `.node${major}` : `.node${major}-${arch}`)
+  const bin = path.join(prefix, 'node_modules', `node-linux-${arch}`, 'bin', 'node')
+  if (fs.existsSync(bin)) return { bin, why: null }
+  try {
+    fs.mkdirSync(prefix, { recursive: true })
+    // --force: npm refuses a package whose "cpu" is not this machine's.
+    execFileSync('npm', ['install', '--prefix', prefix, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', ...(arch === process.arch ? [] : ['--force']), `node-linux-${arch}@${major}`],
+      { stdio: 'ignore', timeout: 240000 })
+    return fs.existsSync(bin) ? { bin, why: null } : { bin: null, why: `npm installed node-linux-${arch}@${major} without bin/node` }
+  } catch (err) {
+    return { bin: null, why: `could not install node-linux-${arch}@${major} from the npm registry: ${err.message.split('\n')[0]}` }
+  }
+}
+
+/** startCli's wrap option that runs the CLI on another Node binary. */
+function onNode (bin) {
+  // sh -c 'exec bin "$@"' $0 args: $0 is startCli's process.execPath, dropped.
+  return ['sh', '-c', `exec ${JSON.stringify(bin)} "$@"`]
+}
+
+const PREBUILT = ['linux-x64/node.napi.glibc.node', 'linux-x64/node.napi.musl.node', 'linux-arm64/node.napi.glibc.node', 'linux-arm64/node.napi.musl.node']
+
+/** null when prebuilds/ holds all four binaries (npm test makes them first), else why not. */
+function prebuildsMissing () {
+  const missing = PREBUILT.filter(f => !fs.existsSync(path.join(ROOT, 'prebuilds', f)))
+  return missing.length === 0 ? null : `prebuilds/ lacks ${missing.join(', ')} (node native/prebuild.mjs makes them)`
+}
+
+/**
+ * A directory of symlinks to node, npm and a few shell basics, to use as the
+ * whole PATH of a machine without build tools: no cc, c++, make or python.
+ */
+function toolchainFreePath (dir) {
+  fs.mkdirSync(dir, { recursive: true })
+  const link = (name, target) => fs.symlinkSync(target, path.join(dir, name))
+  link('node', process.execPath)
+  const npmCli = path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin')
+  link('npm', path.join(npmCli, 'npm-cli.js'))
+  link('npx', path.join(npmCli, 'npx-cli.js'))
+  for (const cmd of ['sh', 'cat', 'ls', 'mkdir', 'rm', 'cp', 'mv', 'env', 'uname']) {
+    const found = execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim()
+    link(cmd, found)
+  }
+  return dir
+}
+
 module.exports = { ROOT, CLI, FIXTURES, fdCount, tcpFdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, startCli, load, paced, hasCommand }
+
+Object.assign(module.exports, { NODE_MAJORS, nodeBinary, onNode, prebuildsMissing, toolchainFreePath })
