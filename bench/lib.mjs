@@ -34,6 +34,8 @@ export function modeCommand (mode, { port, workers, wrap = [], args = [] }) {
     'node22-reuseport': [NODE22, [path.join(SERVERS, 'naive.js')], { ...env, CHILD: 'single.js', REUSE_PORT: '1' }, /^ready/m],
     'naive-reuseport': [process.execPath, [path.join(SERVERS, 'naive.js')], env, /^ready/m],
     'fastify-reuseport': frp(process.execPath),
+    // The fallback where SO_REUSEPORT cannot balance (macOS, Windows, no addon): Node's cluster round-robin.
+    'fastify-reuseport-cluster': [process.execPath, [CLI, 'start', '--balancer', 'cluster', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/],
     'fastify-reuseport-node22': frp(NODE22),
     'node24-reuseport': [NODE24, [path.join(SERVERS, 'naive.js')], { ...env, CHILD: 'single.js', REUSE_PORT: '1' }, /^ready/m],
     'fastify-reuseport-node24': frp(NODE24)

@@ -56,6 +56,9 @@ export function ratios (results) {
     ['keep-alive vs cluster round-robin (1 ms CPU)', '≥ 1.0×', ratio('cpu', 'keepalive', 'fastify-reuseport', 'cluster-rr'), 'x'],
     ['vs Node 22 core reusePort, keep-alive (both on Node 22)', '≥ 0.97×', ratio('hello', 'keepalive', 'fastify-reuseport-node22', 'node22-reuseport'), 'x'],
     ['vs Node 22 core reusePort, new connections (both on Node 22)', '≥ 0.97×', ratio('hello', 'new', 'fastify-reuseport-node22', 'node22-reuseport'), 'x'],
+    ['vs Node 24 core reusePort, keep-alive (both on Node 24)', '≥ 0.97×', ratio('hello', 'keepalive', 'fastify-reuseport-node24', 'node24-reuseport'), 'x'],
+    ['vs Node 24 core reusePort, new connections (both on Node 24)', '≥ 0.97×', ratio('hello', 'new', 'fastify-reuseport-node24', 'node24-reuseport'), 'x'],
+    ['the cluster fallback (--balancer cluster) vs plain cluster round-robin, new connections', '≈ 1.0×', ratio('hello', 'new', 'fastify-reuseport-cluster', 'cluster-rr'), 'x'],
     ['per-worker share, new connections (hello)', '45–55%', frpNew ? `${pct(frpNew.minShare)} – ${pct(frpNew.maxShare)}` : 'n/a', 's'],
     [`throughput in a ${results.seconds} s window with a rolling restart, keep-alive`, '≥ 80%', restart('keepalive'), '%'],
     [`throughput in a ${results.seconds} s window with a rolling restart, new connections`, '≥ 80%', restart('new'), '%'],
@@ -68,7 +71,7 @@ export function renderMarkdown (results) {
   const s = summarize(results)
   const lines = []
   lines.push(`Measured ${results.date.slice(0, 10)} on ${results.machine.cpus} × ${results.machine.model}, Linux ${results.machine.kernel}, ` +
-    `Node ${results.versions.node20}${results.versions.node22 ? ` and ${results.versions.node22}` : ''}, ${results.versions.wrk}. ` +
+    `Node ${[results.versions.node20, results.versions.node22, results.versions.node24].filter(Boolean).join(', ')}, ${results.versions.wrk}. ` +
     `${results.workers} workers; client \`${results.client}\` on the same machine; median of ${results.reps} interleaved runs of ${results.seconds} s.`)
   lines.push('', `Command: \`${results.command}\``, '')
   lines.push('| goal | target | measured |', '| --- | --- | --- |')
@@ -101,7 +104,7 @@ export function renderMarkdown (results) {
   return lines.join('\n') + '\n'
 }
 
-const COLORS = { single: '#9e9e9e', 'cluster-rr': '#e57373', 'cluster-none': '#ffb74d', 'node22-reuseport': '#64b5f6', 'naive-reuseport': '#ba68c8', 'fastify-reuseport': '#2e7d32', 'fastify-reuseport-node22': '#66bb6a' }
+const COLORS = { single: '#9e9e9e', 'cluster-rr': '#e57373', 'cluster-none': '#ffb74d', 'node22-reuseport': '#64b5f6', 'naive-reuseport': '#ba68c8', 'fastify-reuseport': '#2e7d32', 'fastify-reuseport-node22': '#66bb6a', 'node24-reuseport': '#1565c0', 'fastify-reuseport-node24': '#a5d6a7', 'fastify-reuseport-cluster': '#8d6e63' }
 
 export function renderSvg (results) {
   const s = summarize(results)

@@ -32,7 +32,7 @@ const reps = smoke ? 1 : Number(values.reps)
 const workers = 2
 const apps = { hello: '/', cpu: '/cpu' }
 const appNames = (smoke ? 'hello' : values.apps).split(',')
-let modes = values.modes?.split(',') ?? ['single', 'cluster-rr', 'cluster-none', 'node22-reuseport', 'fastify-reuseport', 'fastify-reuseport-node22', 'node24-reuseport', 'fastify-reuseport-node24']
+let modes = values.modes?.split(',') ?? ['single', 'cluster-rr', 'cluster-none', 'node22-reuseport', 'fastify-reuseport', 'fastify-reuseport-cluster', 'fastify-reuseport-node22', 'node24-reuseport', 'fastify-reuseport-node24']
 if (smoke && !values.modes) modes = ['single', 'cluster-rr', 'fastify-reuseport']
 if (!hasNode22()) {
   console.error('bench: no Node 22 in .node22/ (npm test installs it): skipping the Node 22 modes')
