@@ -25,12 +25,14 @@ async function pool (port, connections, durationMs) {
   const deadline = Date.now() + durationMs
   const one = () => new Promise(resolve => {
     const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, res => {
+      // Detached from the response by 'end'.
+      const socket = res.socket
       let body = ''
       res.setEncoding('utf8')
       res.on('data', d => { body += d })
       res.on('end', () => {
         try {
-          last.set(res.socket, JSON.parse(body).pid)
+          last.set(socket, JSON.parse(body).pid)
           ok++
         } catch { failed++ }
         resolve()
@@ -83,7 +85,9 @@ for (const [workers, connections, trials] of [[2, 4, 10], [4, 8, 6]]) {
     t.equal(failed, 0, `no failed request while rebalancing (splits: ${spreads.join(', ')})`)
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
     t.match(text, /^fastify_reuseport_imbalance \d/m, 'the imbalance gauge is served')
-    t.ok(sup.lines.some(l => /; ending \d+ kept-alive at their next response$/.test(l.msg ?? '')) || spreads.length > 0, 'sheds are logged')
+    // The hash deals every trial evenly by itself with probability 0.375^10 (2 workers) or less.
+    const sheds = sup.lines.filter(l => /: holds \d+ of \d+ connections; ending \d+ kept-alive at their next response$/.test(l.msg ?? ''))
+    t.ok(sheds.length > 0, `sheds happened and are logged (${sheds.length})`)
   })
 }
 
