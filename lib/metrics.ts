@@ -1,7 +1,7 @@
 import http from 'node:http'
 import { imbalance } from './balance'
 import { REPLACE_REASONS } from './policy'
-import type { SlotInfo, SlotState } from './supervisor'
+import type { SlotInfo, SlotState } from './handle'
 
 const STATES: SlotState[] = ['starting', 'ready', 'draining', 'stalled', 'dead']
 

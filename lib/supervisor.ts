@@ -9,138 +9,26 @@ import pino, { type Logger } from 'pino'
 import { availableCpus } from './cpus'
 import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_CRASH_LOOP, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED } from './errors'
 import { Handoff } from './handoff'
-import { closeListeners, openListeners, resolveHost, type Listener } from './listener'
-import { isWorkerMessage, type ErrorReport, type SupervisorMessage, type WorkerConfig } from './messages'
+import { createLineForwarder, type LineForwarder } from './logs'
+import { closeListeners, openListeners, resolveHost } from './listener'
+import { isWorkerMessage, type SupervisorMessage, type WorkerConfig } from './messages'
 import { serveMetrics } from './metrics'
 import { loadNative, type NativeBinding } from './native'
 import { received, resolveStartOptions, type Balancer, type StartOptions, type StartSettings } from './options'
 import {
   crashLooping, failuresAfterExit, freshStallMemory, mayStall, nextReplacement, recovered, replaceReason,
-  requestLimit, respawnDelay, stallReason, type ReplaceReason, type StallMemory
+  requestLimit, respawnDelay, stallReason, type ReplaceReason
 } from './policy'
-import { spawnWorker, type Exit, type WorkerProcess } from './spawn'
-import { imbalance, rebalanceDecision, rebalanceHistory, steeringState, steeringWeights, type RebalanceHistory, type SlotLoad, type SteeringState } from './balance'
-import { steerProgram } from './steering'
+import { newSlot, slotInfo, type Slot, type Worker } from './slot'
+import { spawnWorker, type Exit } from './spawn'
+import type { SlotLoad } from './balance'
+import { Steerer } from './steerer'
+
+import type { SlotInfo, SupervisorHandle } from './handle'
 
 export type { StartOptions } from './options'
 export type { ReplaceReason } from './policy'
-
-export type SlotState = 'starting' | 'ready' | 'draining' | 'stalled' | 'dead'
-
-export interface SlotInfo {
-  slot: number
-  state: SlotState
-  pid: number | null
-  /** Connections accepted by this slot's workers, all of them. */
-  accepted: number
-  /** Connections waiting in the slot's accept queue now. */
-  queued: number
-  /** Worst event-loop delay its worker reported in its last interval, ms. */
-  loopDelayMs: number
-  /** Connections its worker holds open (last report). */
-  open: number
-  /** Its worker's resident set size at its last report, bytes (0: no worker). */
-  rss: number
-  /** Requests its worker has served (counted only with maxRequests). */
-  requests: number
-  restarts: number
-  stalls: number
-  /** Workers replaced on this slot by the self-healing rules, by reason. */
-  replacements: Record<ReplaceReason, number>
-  /** Connections from its queue passed to other workers while it had none. */
-  handedOff: number
-  /** How the slot's last worker exited unexpectedly ("code 1", "signal SIGKILL"). */
-  lastExit: string | null
-}
-
-/** The events a SupervisorHandle emits. */
-export interface SupervisorEvents {
-  /** Any slot state change. */
-  slot: [info: SlotInfo]
-  /** A worker exited unexpectedly; a replacement is on its way. */
-  exit: [event: { slot: number, pid: number, code: number | null, signal: NodeJS.Signals | null, error: ErrorReport | null }]
-  respawn: [event: { slot: number, pid: number }]
-  stall: [event: { slot: number, pid: number, reason: string }]
-  recover: [event: { slot: number, pid: number }]
-  /** A worker is being replaced: hung (killed at once), or past --max-memory or --max-requests (gracefully). */
-  replace: [event: { slot: number, pid: number, reason: ReplaceReason, detail: string }]
-  /** The slot count after a scale change. */
-  scale: [slots: number]
-  reloaded: []
-  /** No slot has served for crashLoopTimeout: the supervisor closes itself; exit non-zero. */
-  fatal: [err: Error]
-  close: []
-}
-
-export interface SupervisorHandle extends EventEmitter {
-  on<E extends keyof SupervisorEvents> (event: E, listener: (...args: SupervisorEvents[E]) => void): this
-  once<E extends keyof SupervisorEvents> (event: E, listener: (...args: SupervisorEvents[E]) => void): this
-  readonly port: number
-  readonly addresses: string[]
-  /** The metrics server's address, when metricsPort was given. */
-  readonly metricsPort: number | null
-  /** Pids of the workers that serve, in slot order. */
-  pids (): number[]
-  slots (): SlotInfo[]
-  /** Rolling restart, slot by slot, re-reading the app from disk. Rejects, keeping the old workers, when a new one fails. */
-  reload (): Promise<void>
-  /** Adds or retires slots until there are n. Retiring steers a slot out, serves what is queued on it, then closes it. */
-  scale (n: number): Promise<void>
-  /** Drains every worker, closes the slots. */
-  close (options?: { drainDelay?: number }): Promise<void>
-}
-
-interface Worker {
-  proc: WorkerProcess
-  pid: number
-  slot: Slot
-  /** draining also covers a hung worker on its way out: no longer the slot's. */
-  state: 'starting' | 'ready' | 'draining' | 'exited'
-  startedAt: number
-  readyAt: number | null
-  /** What it said it serves, when ready. */
-  addresses: string[]
-  /** Its last health report: when, and what it said. */
-  healthAt: number
-  delayMs: number
-  accepted: number
-  open: number
-  rss: number
-  requests: number
-  /** Its own --max-requests with jitter (0: none). */
-  requestLimit: number
-  /** What it reported when it crashed. */
-  crash: ErrorReport | null
-}
-
-interface Slot {
-  index: number
-  listeners: Listener[]
-  /** The worker that serves it. */
-  worker: Worker | null
-  /** Every process started for this slot and not yet gone: the serving one, one starting, old ones draining. */
-  workers: Set<Worker>
-  retiring: boolean
-  /** Retired: out of the table, its sockets closed. */
-  closed: boolean
-  restarts: number
-  /** Consecutive failures: deaths before, or soon after, becoming ready. */
-  failures: number
-  lastExit: string | null
-  respawnTimer: NodeJS.Timeout | null
-  /** Connections accepted by this slot's earlier workers. */
-  acceptedBefore: number
-  stalled: boolean
-  stalls: number
-  stallMemory: StallMemory
-  replacements: Record<ReplaceReason, number>
-  /** No graceful replacement before this: the last one failed to boot. */
-  replaceAfter: number
-  /** Lost its serving worker (crash, hang) and has no new one yet: its queue is handed off. */
-  orphaned: boolean
-  handoff: Handoff | null
-  handedOffBefore: number
-}
+export type { SlotInfo, SlotState, SupervisorEvents, SupervisorHandle } from './handle'
 
 interface Settings extends StartSettings {
   config: Omit<WorkerConfig, 'slot' | 'control'>
@@ -168,11 +56,11 @@ const sleep = (ms: number): Promise<void> => new Promise(resolve => setTimeout(r
 
 /** The supervisor's logger: pino, JSON lines, or pino-pretty with -P. */
 export function makeLogger (level: string, pretty: boolean): Logger {
-  return pino({
-    level,
-    base: { pid: process.pid, role: 'supervisor' },
-    ...(pretty ? { transport: { target: 'pino-pretty' } } : {})
-  })
+  const options = { level, base: { pid: process.pid, role: 'supervisor' } }
+  // Through process.stdout, the stream the workers' lines are forwarded to
+  // (lib/logs.ts): pino's own fd writes could land inside a forwarded line
+  // still queued there, since stdout on a pipe is non-blocking.
+  return pretty ? pino({ ...options, transport: { target: 'pino-pretty' } }) : pino(options, process.stdout)
 }
 
 /** Runs an app on N workers, each serving its own SO_REUSEPORT socket owned here. */
@@ -234,17 +122,17 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   /** Reloads, scale changes and graceful replacements run one at a time, in order. */
   private queue: Promise<unknown> = Promise.resolve()
   private pending = 0
-  private steering = false
-  /** What lib/balance.ts remembers between samples, and the weights attached now (null: none). */
-  private readonly steerState: SteeringState = steeringState()
-  private readonly rebalance: RebalanceHistory = rebalanceHistory()
-  private attached: readonly number[] | null = null
+  /** null under the cluster balancer. */
+  private steerer: Steerer | null = null
   private ticker: NodeJS.Timeout | null = null
   private reaper: NodeJS.Timeout | null = null
   private metrics: http.Server | null = null
   /** The last moment some slot had a ready worker. */
   private lastServedAt = Date.now()
   private handoffTurn = 0
+  /** Each worker writes to pipes of its own; only whole lines reach ours. */
+  private readonly stdout: LineForwarder = createLineForwarder(process.stdout)
+  private readonly stderr: LineForwarder = createLineForwarder(process.stderr)
 
   constructor (
     /** null under the cluster balancer: no slot sockets, no steering, no queue to read. */
@@ -267,7 +155,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   async open (addresses: Array<{ address: string, family: 4 | 6 }>, n: number): Promise<void> {
     this.template = addresses
     for (let i = 0; i < n; i++) this.addSlot()
-    this.steering = this.probeSteering()
+    if (this.binding !== null) this.steerer = new Steerer(this.binding, (this.slotList[0] as Slot).listeners, this.log, this.settings.balance, n)
     const ready = await Promise.all(this.slotList.map(s => this.spawnReady(s)))
     // Under the cluster balancer the workers chose the port (port 0) and know the addresses.
     if (this.binding === null) {
@@ -300,12 +188,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       this.port = listeners[0]?.port ?? port
       this.addresses = listeners.map(l => (l.family === 6 ? `[${l.address}]` : l.address) + ':' + l.port)
     }
-    const slot: Slot = {
-      index: this.slotList.length, listeners, worker: null, workers: new Set(), retiring: false, closed: false,
-      restarts: 0, failures: 0, lastExit: null, respawnTimer: null, acceptedBefore: 0,
-      stalled: false, stalls: 0, stallMemory: freshStallMemory(),
-      replacements: { hung: 0, memory: 0, requests: 0 }, replaceAfter: 0, orphaned: false, handoff: null, handedOffBefore: 0
-    }
+    const slot = newSlot(this.slotList.length, listeners)
     this.slotList.push(slot)
     return slot
   }
@@ -325,29 +208,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   private info (s: Slot): SlotInfo {
-    const w = s.worker
-    return {
-      slot: s.index,
-      state: this.slotState(s),
-      pid: w?.pid ?? null,
-      accepted: s.acceptedBefore + (w?.accepted ?? 0),
-      queued: this.queued(s),
-      loopDelayMs: w?.delayMs ?? 0,
-      open: w?.open ?? 0,
-      rss: w?.rss ?? 0,
-      requests: w?.requests ?? 0,
-      restarts: s.restarts,
-      stalls: s.stalls,
-      replacements: { ...s.replacements },
-      handedOff: s.handedOffBefore + (s.handoff?.count ?? 0),
-      lastExit: s.lastExit
-    }
-  }
-
-  private slotState (s: Slot): SlotState {
-    if (s.retiring) return 'draining'
-    if (s.worker === null) return [...s.workers].some(w => w.state === 'starting') ? 'starting' : 'dead'
-    return s.stalled ? 'stalled' : 'ready'
+    return slotInfo(s, this.queued(s))
   }
 
   private queued (s: Slot): number {
@@ -379,8 +240,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       return
     }
     const migrate = readMigrateReq()
-    this.log.info({ balancer: 'reuseport', handoff: true, tcpMigrateReq: migrate, steering: this.steering },
-      `safety nets: socket handoff on; net.ipv4.tcp_migrate_req ${migrate === null ? 'unavailable (Linux < 5.14)' : migrate ? 'on' : 'off'}; classic BPF steering ${this.steering ? 'attached on demand' : 'unavailable'}`)
+    const steering = this.steerer?.available === true
+    this.log.info({ balancer: 'reuseport', handoff: true, tcpMigrateReq: migrate, steering },
+      `safety nets: socket handoff on; net.ipv4.tcp_migrate_req ${migrate === null ? 'unavailable (Linux < 5.14)' : migrate ? 'on' : 'off'}; classic BPF steering ${steering ? 'attached on demand' : 'unavailable'}`)
     if (this.metricsPort !== null) this.log.info(`metrics: http://${this.addresses[0]?.replace(/:\d+$/, '')}:${this.metricsPort}/metrics`)
   }
 
@@ -429,7 +291,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   private spawn (slot: Slot): Worker {
     const { config, preload, maxRequests, maxRequestsJitter } = this.settings
-    const proc = spawnWorker({ listeners: slot.listeners, config: { ...config, slot: slot.index }, preload, output: 'inherit', viaCluster: this.binding === null })
+    const proc = spawnWorker({ listeners: slot.listeners, config: { ...config, slot: slot.index }, preload, output: 'pipe', viaCluster: this.binding === null })
+    if (proc.child?.stdout) this.stdout.add(proc.child.stdout)
+    if (proc.child?.stderr) this.stderr.add(proc.child.stderr)
     const now = Date.now()
     const worker: Worker = {
       proc,
@@ -704,9 +568,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   /** A slot holding more than its share of a few long-lived connections ends some kept-alive ones (lib/shed.ts). */
   private checkBalance (now: number): void {
-    if (this.binding === null) return
+    if (this.steerer === null) return
     const loads = this.loads()
-    const decision = rebalanceDecision(loads, this.rebalance, now, { balance: this.settings.balance })
+    const decision = this.steerer.rebalance(loads, now)
     if (decision.slot === null) return
     const slot = this.slotList[decision.slot] as Slot
     const w = slot.worker as Worker
@@ -849,45 +713,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     if (this.binding !== null) closeListeners(this.binding, slot.listeners)
   }
 
-  /**
-   * Steers new connections (DESIGN.md, "Steering"): one program for every
-   * purpose, from lib/balance.ts. Slots without a ready worker, stalled or
-   * retiring get weight 0; with balancing, slots holding fewer connections
-   * get more. Nothing is attached while every slot serves and the load is
-   * even, so short connections keep the kernel's plain hash.
-   */
+  /** Steers new connections (DESIGN.md, "Steering"; lib/steerer.ts). */
   private updateSteering (now = Date.now()): void {
-    if (!this.steering || this.closing || this.binding === null) return
-    const weights = steeringWeights(this.loads(), this.steerState, now, { balance: this.settings.balance })
-    if (weights === this.attached) return
-    // All zero: no slot serves, and the hash is as good as anything.
-    const program = weights === null || !weights.some(w => w > 0) ? null : steerProgram(weights)
-    for (const l of (this.slotList[0] as Slot).listeners) {
-      try {
-        if (program === null) this.binding.detachSteering(l.fd)
-        else this.binding.attachSteering(l.fd, program)
-      } catch (err) {
-        this.log.warn({ err }, 'steering update failed; the kernel hash stays in charge')
-      }
-    }
-    this.attached = weights
-  }
-
-  /** Busiest slot ÷ mean, over the slots that serve: 1 when even. */
-  imbalance (): number {
-    return imbalance(this.loads().filter(l => l.eligible).map(l => l.open))
-  }
-
-  private probeSteering (): boolean {
-    const fd = this.slotList[0]?.listeners[0]?.fd
-    if (fd === undefined || this.binding === null) return false
-    try {
-      this.binding.attachSteering(fd, steerProgram(this.slotList.map(() => 1)))
-      this.binding.detachSteering(fd)
-      return true
-    } catch {
-      return false
-    }
+    if (!this.closing) this.steerer?.update(this.loads(), now)
   }
 }
 

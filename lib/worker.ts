@@ -84,6 +84,10 @@ async function main (): Promise<void> {
     process.exit(2)
   }
   channel = openChannel(config.control)
+  // Our stdout and stderr are pipes the supervisor reads (lib/logs.ts): a
+  // supervisor that is gone must not turn a log line into a crash mid-drain
+  // (pino's own destination ignores EPIPE likewise).
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
   if (error !== null) {
     await send({ type: 'error', ...report(error) })
     process.exit(1)
