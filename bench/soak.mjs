@@ -5,7 +5,7 @@
 // counted against the connections the killed workers held when killed (those
 // may fail: the kernel resets a dead process's connections; nothing else may).
 //
-//   node bench/soak.mjs [--seconds 300] [--workers 2] [--out dir] [--smoke]
+//   node bench/soak.mjs [--seconds 300] [--workers 2] [--out dir] [--smoke] [--actions reload,kill,scaleUp,kill,scaleDown]
 //
 // --smoke: 20 s, for test/load/soak.test.js. Writes soak.json (summary and
 // timeline) and soak.md to --out (default bench/results).
@@ -20,7 +20,9 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '300' },
     workers: { type: 'string', default: '2' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
-    smoke: { type: 'boolean', default: false }
+    smoke: { type: 'boolean', default: false },
+    // A subset of the cycle, to find which action a failure comes with.
+    actions: { type: 'string', default: 'reload,kill,scaleUp,kill,scaleDown' }
   }
 })
 if (!hasWrk()) {
@@ -59,6 +61,7 @@ const server = await launch('fastify-reuseport', { port, workers, args: ['--metr
 const sup = server.supervisorPid
 const counts = { reload: 0, kill: 0, scaleUp: 0, scaleDown: 0 }
 let killedConnections = 0
+const respawnMs = []
 let slots = workers
 
 const actions = {
@@ -71,14 +74,17 @@ const actions = {
   async kill () {
     const pids = server.workerPids()
     const victim = pids[Math.floor(Math.random() * pids.length)]
+    // Stopped first, so that it accepts nothing between the count and the kill:
+    // a new-connection client opens thousands of connections a second.
+    process.kill(victim, 'SIGSTOP')
     killedConnections += connectionsOf(port, victim)
+    const from = server.output().length
+    const killedAt = Date.now()
     process.kill(victim, 'SIGKILL')
     counts.kill++
-    const deadline = Date.now() + 30000
-    while (!(server.workerPids().length >= slots && !server.workerPids().includes(victim))) {
-      if (Date.now() > deadline) throw new Error(`no replacement for worker ${victim}`)
-      await sleep(20)
-    }
+    // Connections queued on its slot wait this long: until the replacement is ready.
+    await waitOutput(server, /slot \d+ of \d+: worker \d+ ready/, from)
+    respawnMs.push(Date.now() - killedAt)
   },
   async scaleUp () {
     const from = server.output().length
@@ -96,7 +102,11 @@ const actions = {
   }
 }
 // Ends where it started: as many slots as at the start.
-const cycle = ['reload', 'kill', 'scaleUp', 'kill', 'scaleDown']
+const cycle = values.actions.split(',')
+if (!cycle.every(a => a in actions) || cycle.filter(a => a === 'scaleUp').length !== cycle.filter(a => a === 'scaleDown').length) {
+  console.error(`soak: --actions must list ${Object.keys(actions).join(', ')}, with as many scaleUp as scaleDown`)
+  process.exit(2)
+}
 
 const timeline = []
 const sample = phase => {
@@ -145,6 +155,7 @@ try {
     failed: { keepAlive: failed(keepAlive), fresh: failed(fresh), total: failed(keepAlive) + failed(fresh) },
     errors: { keepAlive: { non2xx: keepAlive.non2xx, ...keepAlive.errors }, fresh: { non2xx: fresh.non2xx, ...fresh.errors } },
     killedConnections,
+    respawnMs,
     supervisor: { fdsBefore: before.fds, fdsAfter: after.fds, fdsPeak: peak.fds, rssMbBefore: before.rssMb, rssMbAfter: after.rssMb, rssMbPeak: peak.rssMb },
     workersAfter: children.length,
     unmanaged: children.filter(pid => !reported.includes(pid)),
