@@ -6,6 +6,7 @@
 // may fail: the kernel resets a dead process's connections; nothing else may).
 //
 //   node bench/soak.mjs [--seconds 300] [--workers 2] [--out dir] [--smoke] [--actions reload,kill,scaleUp,kill,scaleDown]
+//   node bench/soak.mjs --from bench/results/soak.json   (soak.md again, next to it)
 //
 // --smoke: 20 s, for test/load/soak.test.js. Writes soak.json (summary and
 // timeline) and soak.md to --out (default bench/results).
@@ -22,9 +23,29 @@ const { values } = parseArgs({
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
     smoke: { type: 'boolean', default: false },
     // A subset of the cycle, to find which action a failure comes with.
-    actions: { type: 'string', default: 'reload,kill,scaleUp,kill,scaleDown' }
+    actions: { type: 'string', default: 'reload,kill,scaleUp,kill,scaleDown' },
+    // Only render soak.md again from this soak.json.
+    from: { type: 'string' }
   }
 })
+const median = xs => xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+function markdown (s) {
+  const command = `node bench/soak.mjs${s.seconds === 20 ? ' --smoke' : ` --seconds ${s.seconds}`}`
+  const sup = s.supervisor
+  return [
+    `Soak run ${s.date.slice(0, 10)}: ${s.workers} workers, ${s.seconds} s of wrk -t1 -c16 keep-alive and -c16 \`Connection: close\` at once, while reloads, kill -9s and scale changes follow each other. Command: \`${command}\`.`,
+    '',
+    '| requests | failed (timeouts) | killed workers held | reloads | kill -9 | kill to ready, ms median / max | scale up / down | supervisor fds before / after / peak | supervisor RSS MB before / after / peak | p99 ms keep-alive / new |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| ${s.requests} | ${s.failed.total} (${s.errors.keepAlive.timeout + s.errors.fresh.timeout}) | ${s.killedConnections} | ${s.actions.reload} | ${s.actions.kill} | ${median(s.respawnMs)} / ${Math.max(0, ...s.respawnMs)} | ${s.actions.scaleUp} / ${s.actions.scaleDown} | ${sup.fdsBefore} / ${sup.fdsAfter} / ${sup.fdsPeak} | ${sup.rssMbBefore} / ${sup.rssMbAfter} / ${sup.rssMbPeak} | ${Math.round(s.p99ms.keepAlive)} / ${Math.round(s.p99ms.fresh)} |`
+  ].join('\n') + '\n'
+}
+
+if (values.from) {
+  fs.writeFileSync(path.join(path.dirname(values.from), 'soak.md'), markdown(JSON.parse(fs.readFileSync(values.from, 'utf8'))))
+  process.exit(0)
+}
 if (!hasWrk()) {
   console.error('soak: wrk is not installed (Debian package wrk: apt-get install wrk)')
   process.exit(1)
@@ -172,14 +193,7 @@ const s = summary
 log(`soak: ${s.seconds} s, ${s.requests} requests, ${s.failed.total} failed (killed workers held ${s.killedConnections}); ` +
   `${s.actions.reload} reloads, ${s.actions.kill} kill -9s, ${s.actions.scaleUp} + ${s.actions.scaleDown} scale changes; ` +
   `supervisor fds ${s.supervisor.fdsBefore} -> ${s.supervisor.fdsAfter} (peak ${s.supervisor.fdsPeak}), RSS ${s.supervisor.rssMbBefore} -> ${s.supervisor.rssMbAfter} MB (peak ${s.supervisor.rssMbPeak})`)
-const md = [
-  `Soak run ${s.date.slice(0, 10)}: ${s.workers} workers, ${s.seconds} s of wrk -t1 -c16 keep-alive and -c16 \`Connection: close\` at once, while reloads, kill -9s and scale changes follow each other. Command: \`node bench/soak.mjs${values.smoke ? ' --smoke' : ` --seconds ${s.seconds}`}\`.`,
-  '',
-  '| requests | failed | killed workers held | reloads | kill -9 | scale up / down | supervisor fds before / after / peak | supervisor RSS MB before / after / peak | p99 ms keep-alive / new | max ms keep-alive / new |',
-  '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  `| ${s.requests} | ${s.failed.total} | ${s.killedConnections} | ${s.actions.reload} | ${s.actions.kill} | ${s.actions.scaleUp} / ${s.actions.scaleDown} | ${s.supervisor.fdsBefore} / ${s.supervisor.fdsAfter} / ${s.supervisor.fdsPeak} | ${s.supervisor.rssMbBefore} / ${s.supervisor.rssMbAfter} / ${s.supervisor.rssMbPeak} | ${s.p99ms.keepAlive} / ${s.p99ms.fresh} | ${s.maxms.keepAlive} / ${s.maxms.fresh} |`
-]
 fs.mkdirSync(values.out, { recursive: true })
 fs.writeFileSync(path.join(values.out, 'soak.json'), JSON.stringify({ ...s, timeline }, null, 2) + '\n')
-fs.writeFileSync(path.join(values.out, 'soak.md'), md.join('\n') + '\n')
+fs.writeFileSync(path.join(values.out, 'soak.md'), markdown(s))
 log(`soak: wrote ${path.relative(process.cwd(), values.out)}/soak.{json,md}`)
