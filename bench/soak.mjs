@@ -5,7 +5,8 @@
 // counted against the connections the killed workers held when killed (those
 // may fail: the kernel resets a dead process's connections; nothing else may).
 //
-//   node bench/soak.mjs [--seconds 300] [--workers 2] [--out dir] [--smoke]
+//   node bench/soak.mjs [--seconds 300] [--workers 2] [--out dir] [--smoke] [--actions reload,kill,scaleUp,kill,scaleDown]
+//   node bench/soak.mjs --from bench/results/soak.json   (soak.md again, next to it)
 //
 // --smoke: 20 s, for test/load/soak.test.js. Writes soak.json (summary and
 // timeline) and soak.md to --out (default bench/results).
@@ -20,9 +21,31 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '300' },
     workers: { type: 'string', default: '2' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
-    smoke: { type: 'boolean', default: false }
+    smoke: { type: 'boolean', default: false },
+    // A subset of the cycle, to find which action a failure comes with.
+    actions: { type: 'string', default: 'reload,kill,scaleUp,kill,scaleDown' },
+    // Only render soak.md again from this soak.json.
+    from: { type: 'string' }
   }
 })
+const median = xs => xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
+function markdown (s) {
+  const command = `node bench/soak.mjs${s.seconds === 20 ? ' --smoke' : ` --seconds ${s.seconds}`}`
+  const sup = s.supervisor
+  return [
+    `Soak run ${s.date.slice(0, 10)}: ${s.workers} workers, ${s.seconds} s of wrk -t1 -c16 keep-alive and -c16 \`Connection: close\` at once, while reloads, kill -9s and scale changes follow each other. Command: \`${command}\`.`,
+    '',
+    '| requests | failed (timeouts) | killed workers held | reloads | kill -9 | kill to ready, ms median / max | scale up / down | supervisor fds before / after / peak | supervisor RSS MB before / after / peak | p99 ms keep-alive / new |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| ${s.requests} | ${s.failed.total} (${s.errors.keepAlive.timeout + s.errors.fresh.timeout}) | ${s.killedConnections} | ${s.actions.reload} | ${s.actions.kill} | ${median(s.respawnMs)} / ${Math.max(0, ...s.respawnMs)} | ${s.actions.scaleUp} / ${s.actions.scaleDown} | ${sup.fdsBefore} / ${sup.fdsAfter} / ${sup.fdsPeak} | ${sup.rssMbBefore} / ${sup.rssMbAfter} / ${sup.rssMbPeak} | ${Math.round(s.p99ms.keepAlive)} / ${Math.round(s.p99ms.fresh)} |`
+  ].join('\n') + '\n'
+}
+
+if (values.from) {
+  fs.writeFileSync(path.join(path.dirname(values.from), 'soak.md'), markdown(JSON.parse(fs.readFileSync(values.from, 'utf8'))))
+  process.exit(0)
+}
 if (!hasWrk()) {
   console.error('soak: wrk is not installed (Debian package wrk: apt-get install wrk)')
   process.exit(1)
@@ -59,6 +82,7 @@ const server = await launch('fastify-reuseport', { port, workers, args: ['--metr
 const sup = server.supervisorPid
 const counts = { reload: 0, kill: 0, scaleUp: 0, scaleDown: 0 }
 let killedConnections = 0
+const respawnMs = []
 let slots = workers
 
 const actions = {
@@ -71,14 +95,17 @@ const actions = {
   async kill () {
     const pids = server.workerPids()
     const victim = pids[Math.floor(Math.random() * pids.length)]
+    // Stopped first, so that it accepts nothing between the count and the kill:
+    // a new-connection client opens thousands of connections a second.
+    process.kill(victim, 'SIGSTOP')
     killedConnections += connectionsOf(port, victim)
+    const from = server.output().length
+    const killedAt = Date.now()
     process.kill(victim, 'SIGKILL')
     counts.kill++
-    const deadline = Date.now() + 30000
-    while (!(server.workerPids().length >= slots && !server.workerPids().includes(victim))) {
-      if (Date.now() > deadline) throw new Error(`no replacement for worker ${victim}`)
-      await sleep(20)
-    }
+    // Connections queued on its slot wait this long: until the replacement is ready.
+    await waitOutput(server, /slot \d+ of \d+: worker \d+ ready/, from)
+    respawnMs.push(Date.now() - killedAt)
   },
   async scaleUp () {
     const from = server.output().length
@@ -96,7 +123,11 @@ const actions = {
   }
 }
 // Ends where it started: as many slots as at the start.
-const cycle = ['reload', 'kill', 'scaleUp', 'kill', 'scaleDown']
+const cycle = values.actions.split(',')
+if (!cycle.every(a => a in actions) || cycle.filter(a => a === 'scaleUp').length !== cycle.filter(a => a === 'scaleDown').length) {
+  console.error(`soak: --actions must list ${Object.keys(actions).join(', ')}, with as many scaleUp as scaleDown`)
+  process.exit(2)
+}
 
 const timeline = []
 const sample = phase => {
@@ -145,6 +176,7 @@ try {
     failed: { keepAlive: failed(keepAlive), fresh: failed(fresh), total: failed(keepAlive) + failed(fresh) },
     errors: { keepAlive: { non2xx: keepAlive.non2xx, ...keepAlive.errors }, fresh: { non2xx: fresh.non2xx, ...fresh.errors } },
     killedConnections,
+    respawnMs,
     supervisor: { fdsBefore: before.fds, fdsAfter: after.fds, fdsPeak: peak.fds, rssMbBefore: before.rssMb, rssMbAfter: after.rssMb, rssMbPeak: peak.rssMb },
     workersAfter: children.length,
     unmanaged: children.filter(pid => !reported.includes(pid)),
@@ -161,14 +193,7 @@ const s = summary
 log(`soak: ${s.seconds} s, ${s.requests} requests, ${s.failed.total} failed (killed workers held ${s.killedConnections}); ` +
   `${s.actions.reload} reloads, ${s.actions.kill} kill -9s, ${s.actions.scaleUp} + ${s.actions.scaleDown} scale changes; ` +
   `supervisor fds ${s.supervisor.fdsBefore} -> ${s.supervisor.fdsAfter} (peak ${s.supervisor.fdsPeak}), RSS ${s.supervisor.rssMbBefore} -> ${s.supervisor.rssMbAfter} MB (peak ${s.supervisor.rssMbPeak})`)
-const md = [
-  `Soak run ${s.date.slice(0, 10)}: ${s.workers} workers, ${s.seconds} s of wrk -t1 -c16 keep-alive and -c16 \`Connection: close\` at once, while reloads, kill -9s and scale changes follow each other. Command: \`node bench/soak.mjs${values.smoke ? ' --smoke' : ` --seconds ${s.seconds}`}\`.`,
-  '',
-  '| requests | failed | killed workers held | reloads | kill -9 | scale up / down | supervisor fds before / after / peak | supervisor RSS MB before / after / peak | p99 ms keep-alive / new | max ms keep-alive / new |',
-  '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-  `| ${s.requests} | ${s.failed.total} | ${s.killedConnections} | ${s.actions.reload} | ${s.actions.kill} | ${s.actions.scaleUp} / ${s.actions.scaleDown} | ${s.supervisor.fdsBefore} / ${s.supervisor.fdsAfter} / ${s.supervisor.fdsPeak} | ${s.supervisor.rssMbBefore} / ${s.supervisor.rssMbAfter} / ${s.supervisor.rssMbPeak} | ${s.p99ms.keepAlive} / ${s.p99ms.fresh} | ${s.maxms.keepAlive} / ${s.maxms.fresh} |`
-]
 fs.mkdirSync(values.out, { recursive: true })
 fs.writeFileSync(path.join(values.out, 'soak.json'), JSON.stringify({ ...s, timeline }, null, 2) + '\n')
-fs.writeFileSync(path.join(values.out, 'soak.md'), md.join('\n') + '\n')
+fs.writeFileSync(path.join(values.out, 'soak.md'), markdown(s))
 log(`soak: wrote ${path.relative(process.cwd(), values.out)}/soak.{json,md}`)

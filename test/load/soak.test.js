@@ -25,4 +25,5 @@ t.test('bench/soak.mjs --smoke', { skip: !hasCommand('wrk') && 'wrk is not insta
   t.equal(s.workersAfter, s.workers, `${s.workers} workers at the end, as at the start`)
   t.same(s.unmanaged, [], 'every worker process is one /metrics reports')
   t.ok(s.timeline.length > 40, 'fds and RSS were sampled throughout')
+  t.equal(s.respawnMs.length, s.actions.kill, `every killed worker was replaced: ${s.respawnMs.join(', ')} ms from kill to ready`)
 })

@@ -13,6 +13,12 @@ const { Writable } = require('node:stream')
 const { FIXTURES, sleep } = require('../helpers')
 const { createLineForwarder } = require('../../dist/lib/logs')
 
+/** promise, or fallback once ms have passed; the timer is cleared either way. */
+function within (promise, ms, fallback) {
+  let timer
+  return Promise.race([promise, new Promise(resolve => { timer = setTimeout(() => resolve(fallback), ms) })]).finally(() => clearTimeout(timer))
+}
+
 const exited = child => new Promise(resolve => child.once('exit', (code, signal) => resolve({ code, signal })))
 
 function writer (env) {
@@ -132,7 +138,7 @@ t.test('when dest breaks (EPIPE), sources are still read to their end, so writer
   for (const w of writers) forwarder.add(w.stdout)
   await sleep(200)
   reader.kill('SIGKILL')
-  const results = await Promise.race([Promise.all(writers.map(exited)), sleep(20000).then(() => 'blocked')])
+  const results = await within(Promise.all(writers.map(exited)), 20000, 'blocked')
   t.same(results, [{ code: 0, signal: null }, { code: 0, signal: null }], 'both writers wrote all 300 lines and exited')
   await forwarder.ended()
   t.ok(dest.destroyed, 'dest failed (EPIPE) and nothing threw')
