@@ -236,6 +236,14 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
   }
 }
 
+/** Resolves once stdout has written everything queued (it is non-blocking on a pipe). */
+function flushed (): Promise<void> {
+  return new Promise(resolve => {
+    if (process.stdout.writableLength === 0) resolve()
+    else process.stdout.once('drain', () => resolve())
+  })
+}
+
 function fail (err: Error & { code?: string }): never {
   const code = err.code ?? err.name
   const line = err.message.includes(code) ? err.message : `${code}: ${err.message}`
@@ -261,7 +269,8 @@ async function main (): Promise<void> {
   // A crash loop: exit non-zero, so that the container's restart policy takes over.
   handle.once('fatal', err => {
     process.stderr.write(`fastify-reuseport: ${(err as Error & { code: string }).code}: ${err.message}\n`)
-    handle.once('close', () => process.exit(1))
+    // Lines still queued for a pipe are lost at process.exit.
+    handle.once('close', () => { flushed().then(() => process.exit(1), () => process.exit(1)) })
   })
   const ignore = (): void => {}
   process.on('SIGHUP', () => { handle.reload().catch(ignore) })

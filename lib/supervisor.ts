@@ -194,7 +194,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   async serveMetrics (port: number, host: string): Promise<void> {
-    this.metrics = await serveMetrics(port, host, () => this.slots())
+    this.metrics = await serveMetrics(port, host, () => this.slots(), { onError: err => this.log.warn({ err }, 'metrics: accept failed') })
     const address = this.metrics.address()
     this.metricsPort = typeof address === 'object' && address !== null ? address.port : port
   }
@@ -703,7 +703,15 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     }
     await Promise.all([...this.allWorkers()].map(w => w.proc.exited))
     for (const s of this.slotList) this.closeSlot(s)
-    if (this.metrics) await new Promise(resolve => this.metrics?.close(resolve))
+    if (this.metrics) {
+      const m = this.metrics
+      const closed = new Promise(resolve => m.close(resolve))
+      // A client still sending its headers would hold close() up.
+      m.closeAllConnections()
+      await closed
+    }
+    // The workers' last lines, still on their way through the forwarders.
+    await Promise.all([this.stdout.ended(), this.stderr.ended()])
     process.off('exit', this.killAll)
     if (!quiet) this.log.info('shutdown: done')
     this.emit('close')

@@ -12,8 +12,8 @@ const { ROOT, fdCount, hasCommand, sleep, waitFor } = require('../helpers')
 const { renderMetrics, serveMetrics } = require('../../dist/lib/metrics')
 
 const slots = () => [
-  { slot: 0, state: 'ready', pid: 101, accepted: 7, queued: 1, loopDelayMs: 12, restarts: 2, stalls: 0, lastExit: null },
-  { slot: 1, state: 'dead', pid: null, accepted: 3, queued: 0, loopDelayMs: 0, restarts: 1, stalls: 1, lastExit: 'signal SIGKILL' }
+  { slot: 0, state: 'ready', pid: 101, accepted: 7, queued: 1, open: 3, loopDelayMs: 12, rss: 5e7, requests: 0, restarts: 2, stalls: 0, replacements: { hung: 0, memory: 1, requests: 0 }, handedOff: 0, lastExit: null },
+  { slot: 1, state: 'dead', pid: null, accepted: 3, queued: 0, open: 0, loopDelayMs: 0, rss: 0, requests: 0, restarts: 1, stalls: 1, replacements: { hung: 1, memory: 0, requests: 0 }, handedOff: 12, lastExit: 'signal SIGKILL' }
 ]
 
 async function serve (t, options) {
