@@ -182,7 +182,10 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
 function fail (err: Error & { code?: string }): never {
   const code = err.code ?? err.name
   const line = err.message.includes(code) ? err.message : `${code}: ${err.message}`
-  process.stderr.write(`fastify-reuseport: ${line}\n`)
+  // A worker's boot error follows its one line as Node would print it: a
+  // SyntaxError's file:line and caret, a thrown error's stack.
+  const cause = err.cause instanceof Error && typeof err.cause.stack === 'string' ? err.cause.stack.replace(/\n*$/, '\n') : ''
+  process.stderr.write(`fastify-reuseport: ${line}\n${cause}`)
   process.exit(err.code === 'FST_REUSEPORT_INVALID_ARGUMENT' ? 2 : 1)
 }
 

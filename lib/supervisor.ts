@@ -5,9 +5,9 @@ import type http from 'node:http'
 import path from 'node:path'
 import pino, { type Logger } from 'pino'
 import { availableCpus } from './cpus'
-import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED } from './errors'
+import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED, reviveError } from './errors'
 import { LISTENERS_ENV, closeListeners, openListeners, parsePort, resolveHost, type Listener } from './listener'
-import { isWorkerMessage, WORKER_ENV, type SupervisorMessage, type WorkerConfig } from './messages'
+import { isFatalMessage, isWorkerMessage, WORKER_ENV, type SupervisorMessage, type WorkerConfig } from './messages'
 import { serveMetrics } from './metrics'
 import { loadNative, type NativeBinding } from './native'
 import { received, validateBacklog } from './options'
@@ -110,6 +110,8 @@ interface Worker {
   delayMs: number
   accepted: number
   exited: Promise<void>
+  /** The error the worker reported before it exited. */
+  error?: Error
 }
 
 interface Slot {
@@ -241,6 +243,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   /** Every worker process not yet exited, including new ones not yet ready. */
   private readonly live = new Set<Worker>()
   private metrics: http.Server | null = null
+  /** A failed start prints nothing on stdout: no shutdown lines for workers that never served. */
+  private started = false
 
   constructor (
     private readonly binding: NativeBinding,
@@ -343,6 +347,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   logStarted (): void {
+    this.started = true
     for (const s of this.slotList) {
       this.log.info({ slot: s.index, workerPid: s.worker?.pid, addresses: this.addresses }, `${this.line(s)}: worker ${s.worker?.pid} serving ${this.addresses.join(', ')}`)
     }
@@ -405,6 +410,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
         worker.healthAt = Date.now()
         worker.delayMs = m.delayMs
         worker.accepted = m.accepted
+      } else if (isFatalMessage(m)) {
+        worker.error = reviveError(m.error)
       }
     })
     child.once('exit', (code, signal) => this.onExit(slot, worker, code, signal))
@@ -418,7 +425,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       const onMessage = (m: unknown): void => {
         if (!isWorkerMessage(m) || m.type === 'health') return
         if (m.type === 'ready') finish(null)
-        else finish(new FST_REUSEPORT_WORKER_FAILED(slot.index, `${m.message} (${m.code})`))
+        else finish(new FST_REUSEPORT_WORKER_FAILED(slot.index, `${m.message} (${m.code})`, ...(worker.error ? [{ cause: worker.error }] : [])))
       }
       const onExit = (code: number | null, signal: NodeJS.Signals | null): void =>
         finish(new FST_REUSEPORT_WORKER_FAILED(slot.index, `exited with ${describeExit(code, signal)} before it was ready`))
@@ -445,7 +452,12 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   private onExit (slot: Slot, worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     const wasServing = worker.state === 'ready' && slot.worker === worker
+    const wasDraining = worker.state === 'draining'
     worker.state = 'exited'
+    const err = worker.error
+    if (wasDraining && (err !== undefined || code !== 0)) {
+      this.log.error({ slot: slot.index, workerPid: worker.pid, code, signal, err }, `${this.line(slot)}: draining worker ${worker.pid} exited with ${describeExit(code, signal)}${err ? `: ${err.message}` : ''}`)
+    }
     if (!wasServing) return
     slot.lastExit = describeExit(code, signal)
     slot.stalled = false
@@ -455,7 +467,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     // Its socket lives on here: connections queued on it wait for the replacement.
     slot.failures = Date.now() - worker.startedAt > 10000 ? 0 : slot.failures + 1
     const delay = Math.min(10000, 100 * 2 ** Math.max(0, slot.failures - 1))
-    this.log.error({ slot: slot.index, workerPid: worker.pid, code, signal }, `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}; respawning in ${delay} ms`)
+    this.log.error({ slot: slot.index, workerPid: worker.pid, code, signal, err }, `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${err ? `: ${err.message}` : ''}; respawning in ${delay} ms`)
     this.emit('exit', { slot: slot.index, pid: worker.pid, code, signal })
     slot.respawnTimer = setTimeout(() => { slot.respawnTimer = null; this.respawn(slot) }, delay)
   }
@@ -624,7 +636,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       this.log.info(`shutdown: serving for ${drainDelay} ms more (drain delay)`)
       await sleep(drainDelay)
     }
-    this.log.info(`shutdown: draining ${this.slotList.length} workers`)
+    if (this.started) this.log.info(`shutdown: draining ${this.slotList.length} workers`)
     for (const w of this.live) {
       // A worker still starting serves nothing yet, and listens for no drain message.
       if (w.state === 'starting') w.child.kill('SIGKILL')
@@ -634,7 +646,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     for (const s of this.slotList) closeListeners(this.binding, s.listeners)
     if (this.metrics) await new Promise(resolve => this.metrics?.close(resolve))
     process.off('exit', this.killAll)
-    this.log.info('shutdown: done')
+    if (this.started) this.log.info('shutdown: done')
     this.emit('close')
   }
 

@@ -3,20 +3,60 @@
 // inherited sockets, and drains when told to.
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import reuseport from '../index'
-import { loadApp } from './app'
+import { describeLoadError, loadApp } from './app'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { acceptedConnections, drain } from './drain'
-import { WORKER_ENV, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
+import { acceptedConnections, drain, trackSessions, type OpenConnections } from './drain'
+import { WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
 
-function send (message: WorkerMessage): Promise<void> {
+function send (message: WorkerMessage | FatalMessage): Promise<void> {
   return new Promise(resolve => {
     if (!process.send || !process.connected) return resolve()
     process.send(message, undefined, {}, () => resolve())
   })
 }
 
+/** Where this worker is in its life, for the supervisor's crash line. */
+let phase: FatalMessage['phase'] = 'boot'
+
+function errorInfo (err: unknown): ErrorInfo {
+  const e = (err instanceof Error ? err : new Error(String(err))) as Error & { code?: unknown }
+  return { name: e.name, message: e.message, stack: e.stack ?? `${e.name}: ${e.message}`, ...(typeof e.code === 'string' ? { code: e.code } : {}) }
+}
+
+/**
+ * Ends the worker on an error, telling the supervisor first: it logs the
+ * error with the slot (or, at boot, makes it the cause of
+ * FST_REUSEPORT_WORKER_FAILED), so nothing is printed here unless nobody
+ * listens.
+ */
+async function die (error: ErrorInfo): Promise<never> {
+  if (process.connected) {
+    // Bounded: a supervisor that reads nothing must not keep a broken worker alive.
+    await Promise.race([
+      (async () => {
+        await send({ type: 'fatal', phase, error })
+        if (phase === 'boot') await send({ type: 'error', code: error.code ?? error.name, message: error.message })
+      })(),
+      new Promise(resolve => setTimeout(resolve, 1000).unref())
+    ])
+  } else {
+    process.stderr.write(error.stack + '\n')
+  }
+  process.exit(1)
+}
+
+/** "2 http/1.1, 1 websocket" */
+function describeOpen (closed: OpenConnections): string {
+  return Object.entries(closed).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`).join(', ')
+}
+
 async function boot (config: WorkerConfig): Promise<FastifyInstance> {
-  const app = await loadApp(config.app)
+  let app
+  try {
+    app = await loadApp(config.app)
+  } catch (err) {
+    return await die(await describeLoadError(err, config.app))
+  }
   const logger = {
     level: config.logLevel,
     base: { pid: process.pid, slot: config.slot },
@@ -29,6 +69,7 @@ async function boot (config: WorkerConfig): Promise<FastifyInstance> {
     ...(config.useOptions ? app.options : {})
   }
   const fastify = Fastify(options)
+  trackSessions(fastify.server)
   await fastify.register(reuseport)
   await fastify.register(app.plugin, {
     ...(config.useOptions ? app.options : {}),
@@ -49,29 +90,29 @@ async function main (): Promise<void> {
   // The supervisor decides when a worker drains: Ctrl-C in a terminal reaches
   // the whole process group, and --drain-delay must keep workers serving.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
+  // Replaces Node's print-and-exit: the supervisor logs it, with the slot.
+  process.on('uncaughtException', err => { void die(errorInfo(err)) })
 
   let fastify: FastifyInstance
   try {
     fastify = await boot(config)
   } catch (err) {
-    const e = err as NodeJS.ErrnoException
-    await send({ type: 'error', code: e.code ?? e.name ?? 'Error', message: e.message })
-    process.exit(1)
+    return await die(errorInfo(err))
   }
+  phase = 'serving'
 
   const stopHealth = reportHealth(fastify, config.healthMs)
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
     stopping = true
+    phase = 'draining'
     stopHealth()
-    const clean = await drain(fastify.server, { idleMs: config.idleMs, graceMs: config.graceMs })
-    if (!clean) {
-      // fastify.close() would wait for them: the supervisor's SIGKILL would come first.
-      fastify.log.warn('drain grace period over, closing remaining connections')
-      fastify.server.closeAllConnections()
-    }
-    await fastify.close()
+    const { clean, closed } = await drain(fastify, { idleMs: config.idleMs, graceMs: config.graceMs })
+    if (!clean) fastify.log.warn({ closed }, `drain grace period over: closed ${describeOpen(closed)}`)
+    // Bounded: a connection drain() could not see (a raw upgrade) would hold
+    // server.close() open; exiting closes it.
+    await Promise.race([fastify.close(), new Promise(resolve => setTimeout(resolve, clean ? config.graceMs : 1000).unref())])
     process.exit(0)
   }
   process.on('message', (message: SupervisorMessage) => { if (message.type === 'drain') void stop() })
