@@ -7,12 +7,14 @@ import { kAccepted, kListeners } from './symbols'
 // Private to this module: the sessions of an HTTP/2 server and the app's drain hooks.
 const kSessions = Symbol('fastify-reuseport.sessions')
 const kDrainHooks = Symbol('fastify-reuseport.drainHooks')
+const kContexts = Symbol('fastify-reuseport.contexts')
 
 interface DrainableServer extends net.Server {
   [kAccepted]?: number
   [kListeners]?: net.Server[]
   [kSessions]?: Set<http2.ServerHttp2Session>
   [kDrainHooks]?: DrainHook[]
+  [kContexts]?: FastifyInstance[]
   keepAliveTimeout?: number
   timeout?: number
   closeIdleConnections?: () => void
@@ -97,6 +99,10 @@ export function decorateDrain (fastify: FastifyInstance): void {
   if (fastify.hasDecorator('onDrain')) return
   const server = fastify.server as DrainableServer
   server[kDrainHooks] ??= []
+  // Every plugin context, at boot only: an app's @fastify/websocket decorates
+  // its own context (its websocketServer is not on the root instance).
+  const contexts: FastifyInstance[] = server[kContexts] ??= [fastify]
+  fastify.addHook('onRegister', instance => { contexts.push(instance) })
   fastify.decorate('onDrain', function (this: FastifyInstance, hook: DrainHook) {
     if (typeof hook !== 'function') throw new TypeError(`onDrain expects a function, received ${typeof hook}`)
     const instance = this
@@ -129,13 +135,27 @@ function isEventStream (contentType: unknown, headersSent: boolean): boolean {
   return headersSent && typeof contentType === 'string' && contentType.toLowerCase().startsWith('text/event-stream')
 }
 
+function ignore (): void {}
+
+/**
+ * The Content-Type a response sent. Headers given to writeHead() as an
+ * object are not kept for getHeader() (lib/_http_outgoing.js), only in the
+ * header block already written.
+ */
+function contentTypeSent (res: http.ServerResponse): unknown {
+  const header = (res as http.ServerResponse & { _header?: string | null })._header
+  const match = typeof header === 'string' ? /\r\ncontent-type:[ \t]*([^\r\n]*)/i.exec(header) : null
+  return match?.[1] ?? res.getHeader('content-type')
+}
+
 type ServerStream = http2.ServerHttp2Stream & Record<symbol, unknown>
 
 /** A session's open streams, from Node's private map (lib/internal/http2/core.js, kState.streams). */
 function streamsOf (session: http2.ServerHttp2Session): ServerStream[] {
   const symbol = Object.getOwnPropertySymbols(session).find(s => s.description === 'state')
-  const state = symbol === undefined ? undefined : (session as unknown as Record<symbol, { streams?: unknown }>)[symbol]
-  return state?.streams instanceof Map ? [...state.streams.values()] as ServerStream[] : []
+  const state = symbol === undefined ? undefined : (session as unknown as Record<symbol, { streams?: { values?: () => Iterable<unknown> } }>)[symbol]
+  // A SafeMap, from Node's primordials: not instanceof Map.
+  return typeof state?.streams?.values === 'function' ? [...state.streams.values()] as ServerStream[] : []
 }
 
 /** Ends an HTTP/2 event stream cleanly (END_STREAM), through its compat response when it has one. */
@@ -143,8 +163,14 @@ function endEventStream (stream: ServerStream): void {
   if (stream.destroyed || stream.closed || !isEventStream(stream.sentHeaders?.['content-type'], stream.headersSent)) return
   const symbol = Object.getOwnPropertySymbols(stream).find(s => s.description === 'response')
   const response = symbol === undefined ? undefined : stream[symbol] as http2.Http2ServerResponse | undefined
-  if (response !== undefined) response.end()
-  else stream.end()
+  // As for HTTP/1: an app still writing after this end must not crash the worker.
+  stream.on('error', ignore)
+  if (response !== undefined) {
+    response.on('error', ignore)
+    response.end()
+  } else {
+    stream.end()
+  }
 }
 
 /**
@@ -160,7 +186,9 @@ function goAway (session: http2.ServerHttp2Session, idleMs: number): void {
     clearTimeout(timer)
     if (!session.closed && !session.destroyed) session.close()
   }
-  // A client that never answers the PING gets the real GOAWAY anyway.
+  // A client that never answers the PING gets the real GOAWAY anyway, like
+  // Node's own client: it closes its session on the first GOAWAY and acks
+  // nothing more (measured), so its idle session closes idleMs later.
   const timer = setTimeout(close, idleMs)
   timer.unref()
   try {
@@ -175,10 +203,14 @@ function goAway (session: http2.ServerHttp2Session, idleMs: number): void {
 interface WebSocketLike { readyState: number, close (code?: number, reason?: string): void, terminate (): void }
 interface WebSocketServerLike { clients?: Set<WebSocketLike>, on (event: 'connection', listener: (ws: WebSocketLike) => void): unknown }
 
-/** @fastify/websocket's server, when the app registered it. */
-function websocketServer (fastify: FastifyInstance): WebSocketServerLike | null {
-  const wss = (fastify as unknown as { websocketServer?: WebSocketServerLike }).websocketServer
-  return wss !== undefined && wss !== null && typeof wss.on === 'function' ? wss : null
+/** The servers of @fastify/websocket, in whichever plugin contexts the app registered it. */
+function websocketServers (fastify: FastifyInstance): WebSocketServerLike[] {
+  const found = new Set<WebSocketServerLike>()
+  for (const context of (fastify.server as DrainableServer)[kContexts] ?? [fastify]) {
+    const wss = (context as unknown as { websocketServer?: WebSocketServerLike }).websocketServer
+    if (wss !== undefined && wss !== null && typeof wss.on === 'function') found.add(wss)
+  }
+  return [...found]
 }
 
 async function runHooks (fastify: FastifyInstance, limitMs: number): Promise<void> {
@@ -247,17 +279,22 @@ export async function drain (fastify: FastifyInstance, { idleMs, graceMs }: Drai
     server.on('session', (session: http2.ServerHttp2Session) => setImmediate(() => goAway(session, idleMs)))
   }
 
-  const wss = websocketServer(fastify)
+  const wsServers = websocketServers(fastify)
   const longLived = (async () => {
     await runHooks(fastify, Math.min(graceMs, 1000))
-    if (wss !== null) {
+    for (const wss of wsServers) {
       for (const ws of wss.clients ?? []) if (ws.readyState === WS_OPEN) ws.close(WS_GOING_AWAY, 'server draining')
       // An upgrade on a kept-alive connection can still arrive.
       wss.on('connection', ws => ws.close(WS_GOING_AWAY, 'server draining'))
     }
     for (const socket of openSockets(server) ?? []) {
       const res = socket._httpMessage
-      if (res && !res.writableEnded && isEventStream(res.getHeader('content-type'), res.headersSent)) res.end()
+      if (res && !res.writableEnded && isEventStream(contentTypeSent(res), res.headersSent)) {
+        // The app's own writer may not have stopped yet: a write after this
+        // end is its mistake to ignore, not a reason to crash the worker.
+        res.on('error', ignore)
+        res.end()
+      }
     }
   })()
 
@@ -291,7 +328,7 @@ export async function drain (fastify: FastifyInstance, { idleMs, graceMs }: Drai
     closed['http/2']++
     session.destroy()
   }
-  for (const ws of wss?.clients ?? []) {
+  for (const ws of wsServers.flatMap(wss => [...wss.clients ?? []])) {
     closed.websocket++
     ws.terminate()
   }

@@ -17,6 +17,8 @@ function send (message: WorkerMessage | FatalMessage): Promise<void> {
 
 /** Where this worker is in its life, for the supervisor's crash line. */
 let phase: FatalMessage['phase'] = 'boot'
+/** Set once die() runs: a drain finishing meanwhile must not exit 0 first. */
+let dying = false
 
 function errorInfo (err: unknown): ErrorInfo {
   const e = (err instanceof Error ? err : new Error(String(err))) as Error & { code?: unknown }
@@ -30,6 +32,7 @@ function errorInfo (err: unknown): ErrorInfo {
  * listens.
  */
 async function die (error: ErrorInfo): Promise<never> {
+  dying = true
   if (process.connected) {
     // Bounded: a supervisor that reads nothing must not keep a broken worker alive.
     await Promise.race([
@@ -113,7 +116,7 @@ async function main (): Promise<void> {
     // Bounded: a connection drain() could not see (a raw upgrade) would hold
     // server.close() open; exiting closes it.
     await Promise.race([fastify.close(), new Promise(resolve => setTimeout(resolve, clean ? config.graceMs : 1000).unref())])
-    process.exit(0)
+    if (!dying) process.exit(0)
   }
   process.on('message', (message: SupervisorMessage) => { if (message.type === 'drain') void stop() })
   // The supervisor is gone (even SIGKILLed): nobody will restart us, so leave cleanly.
