@@ -48,10 +48,6 @@ export interface DrainResult {
   closed: OpenConnections
 }
 
-// RFC 9113, 6.8: a GOAWAY with the largest stream id announces the shutdown
-// without refusing the streams the client has already sent.
-const MAX_STREAM_ID = 2 ** 31 - 1
-const NGHTTP2_NO_ERROR = 0
 const WS_GOING_AWAY = 1001
 const WS_OPEN = 1
 
@@ -174,29 +170,19 @@ function endEventStream (stream: ServerStream): void {
 }
 
 /**
- * GOAWAY, the way nghttp2 shuts down gracefully: first the largest stream id
- * (no new streams please, but the ones already on the wire are served), then,
- * once a PING round trip proves the client has seen it, the real GOAWAY
- * (session.close()): streams in flight finish, the session closes after them,
- * and the client opens its next stream on a new connection.
+ * GOAWAY (session.close()): streams in flight finish, the session closes
+ * after them, and the client opens its next stream on a new connection,
+ * which the new worker accepts. RFC 9113 6.8 suggests a first GOAWAY with the
+ * largest stream id, so that streams already on the wire are still served;
+ * Node offers no such notice (nghttp2_submit_shutdown_notice), and nghttp2
+ * stops accepting streams after any other GOAWAY it sends (measured: a
+ * GOAWAY with 2^31-1 then close() only delayed the refusals). A stream that
+ * crosses the GOAWAY is refused (REFUSED_STREAM, above the last stream id):
+ * unprocessed, which clients retry (RFC 9113 8.7; browsers and undici do).
  */
-function goAway (session: http2.ServerHttp2Session, idleMs: number): void {
+function goAway (session: http2.ServerHttp2Session): void {
   if (session.closed || session.destroyed) return
-  const close = (): void => {
-    clearTimeout(timer)
-    if (!session.closed && !session.destroyed) session.close()
-  }
-  // A client that never answers the PING gets the real GOAWAY anyway, like
-  // Node's own client: it closes its session on the first GOAWAY and acks
-  // nothing more (measured), so its idle session closes idleMs later.
-  const timer = setTimeout(close, idleMs)
-  timer.unref()
-  try {
-    session.goaway(NGHTTP2_NO_ERROR, MAX_STREAM_ID)
-    if (!session.ping(close)) close()
-  } catch {
-    close()
-  }
+  session.close()
   for (const stream of streamsOf(session)) endEventStream(stream)
 }
 
@@ -274,9 +260,9 @@ export async function drain (fastify: FastifyInstance, { idleMs, graceMs }: Drai
 
   const sessions = server[kSessions]
   if (sessions !== undefined) {
-    for (const session of sessions) goAway(session, idleMs)
+    for (const session of sessions) goAway(session)
     // A connection accepted just before the listener closed becomes a session only now.
-    server.on('session', (session: http2.ServerHttp2Session) => setImmediate(() => goAway(session, idleMs)))
+    server.on('session', (session: http2.ServerHttp2Session) => setImmediate(() => goAway(session)))
   }
 
   const wsServers = websocketServers(fastify)

@@ -2,7 +2,9 @@
 
 // Protocol clients for the drain tests: an HTTP/2 client that sends one
 // request every intervalMs on one session, opening a new session only when
-// the server sends GOAWAY, as browsers and undici do; an HTTP/1.1 keep-alive
+// the server sends GOAWAY, and retrying once a stream the server refused
+// (REFUSED_STREAM: not processed, RFC 9113 8.7), as browsers and undici do,
+// counting those; an HTTP/1.1 keep-alive
 // client doing the same on one connection.
 const http2 = require('node:http2')
 const { Agent, request } = require('undici')
@@ -14,6 +16,7 @@ async function h2Paced ({ origin, ca, durationMs, intervalMs = 50 }) {
   const samples = []
   const errors = {}
   let session = null
+  let retried = 0
   const connect = () => {
     const s = http2.connect(origin, ca ? { ca, servername: 'localhost' } : {})
     const info = { openedAt: Date.now(), goawayAt: null, closedAt: null }
@@ -41,13 +44,22 @@ async function h2Paced ({ origin, ca, durationMs, intervalMs = 50 }) {
         resolve({ start, error: `bad body ${body}` })
       }
     })
-    stream.on('error', err => resolve({ start, error: err.code ?? err.message }))
+    stream.on('error', err => resolve({ start, error: err.code ?? err.message, refused: stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM }))
   })
+  const withRetry = async () => {
+    const r = await one(current())
+    if (!r.refused) return r
+    retried++
+    return one(current())
+  }
+  const current = () => {
+    if (session === null || session.closed || session.destroyed) session = connect()
+    return session
+  }
   const pending = []
   const deadline = Date.now() + durationMs
   while (Date.now() < deadline) {
-    if (session === null || session.closed || session.destroyed) session = connect()
-    pending.push(one(session))
+    pending.push(withRetry())
     await sleep(intervalMs)
   }
   for (const r of await Promise.all(pending)) {
@@ -55,7 +67,7 @@ async function h2Paced ({ origin, ca, durationMs, intervalMs = 50 }) {
     else samples.push(r)
   }
   session?.close()
-  return { requests: pending.length, ok: samples.length, errors, samples, sessions }
+  return { requests: pending.length, ok: samples.length, errors, samples, sessions, retried }
 }
 
 /** Requests every intervalMs for durationMs over one HTTP/1.1 keep-alive connection (undici). */
