@@ -240,7 +240,7 @@ fs.writeFileSync(path.join(values.out, 'chaos.json'), JSON.stringify({ date: new
 const h2md = h2Rows.length === 0
   ? ''
   : `\nHTTP/2 (h2c, \`-o\` with \`{ http2: true }\`): bench/h2load.mjs, 8 sessions × 4 streams in flight (node:http2; a new session only after GOAWAY; a refused stream retried once), ${rounds} SIGHUPs in ${seconds} s.\n\n` +
-    ['| build | namespace | requests | failed | errors | sessions opened | GOAWAYs | refused, retried | worker crash lines |', '| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
+    ['| build | namespace | requests | failed | errors | sessions opened | GOAWAY events | refused, retried | worker crash lines |', '| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
       ...h2Rows.map(r => `| ${r.build} | ${r.mode} | ${r.requests} | ${r.failed} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(', ') || '-'} | ${r.sessionsOpened} | ${r.goaways} | ${r.retried} | ${r.workerCrashLines} |`)].join('\n') + '\n'
 fs.writeFileSync(path.join(values.out, 'chaos.md'), header + md.join('\n') + '\n' + h2md)
 log(`chaos: wrote ${path.relative(process.cwd(), values.out)}/chaos.{json,md}`)
