@@ -183,7 +183,6 @@ function endEventStream (stream: ServerStream): void {
 function goAway (session: http2.ServerHttp2Session): void {
   if (session.closed || session.destroyed) return
   session.close()
-  for (const stream of streamsOf(session)) endEventStream(stream)
 }
 
 interface WebSocketLike { readyState: number, close (code?: number, reason?: string): void, terminate (): void }
@@ -273,6 +272,8 @@ export async function drain (fastify: FastifyInstance, { idleMs, graceMs }: Drai
       // An upgrade on a kept-alive connection can still arrive.
       wss.on('connection', ws => ws.close(WS_GOING_AWAY, 'server draining'))
     }
+    // Event streams after the hooks, which may want to send a last event on them.
+    for (const session of sessions ?? []) for (const stream of streamsOf(session)) endEventStream(stream)
     for (const socket of openSockets(server) ?? []) {
       const res = socket._httpMessage
       if (res && !res.writableEnded && isEventStream(contentTypeSent(res), res.headersSent)) {
