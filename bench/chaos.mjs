@@ -4,11 +4,16 @@
 // socket errors per scenario, for fastify-reuseport and for what users run
 // instead: a naive reuseport deployment and Node's cluster.
 //
-//   node bench/chaos.mjs [--seconds 10] [--modes a,b] [--out dir] [--smoke]
+//   node bench/chaos.mjs [--seconds 10] [--modes a,b] [--out dir] [--smoke] [--h2-baseline checkout]
+//
+// The HTTP/2 scenario (fastify-reuseport modes only: the others serve
+// HTTP/1.1) runs bench/h2load.mjs, sessions kept open across rolling restarts
+// of an h2c app (bench/servers/h2.js, -o). --h2-baseline runs it against
+// another checkout's build too (dist/lib/cli.js), for a before/after.
 //
 // As root with ip(8), everything runs in a network namespace made here, so
 // that net.ipv4.tcp_migrate_req can be set per mode without touching the host.
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
@@ -20,7 +25,8 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
     modes: { type: 'string' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
-    smoke: { type: 'boolean', default: false }
+    smoke: { type: 'boolean', default: false },
+    'h2-baseline': { type: 'string' }
   }
 })
 if (!hasWrk()) {
@@ -150,6 +156,79 @@ for (const mode of modes) {
   }
 }
 
+// HTTP/2: h2c sessions across rolling restarts.
+const h2Rows = []
+/** fastify-reuseport start -o bench/servers/h2.js from a given build; resolves once it serves. */
+async function launchH2 (cli, { port, wrap }) {
+  const argv = [...wrap, process.execPath, cli, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), '-o', path.join(ROOT, 'bench', 'servers', 'h2.js')]
+  const proc = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  proc.stdout.on('data', d => { out += d })
+  proc.stderr.on('data', d => { out += d })
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`h2 server not ready in 30 s: ${out}`)), 30000)
+    proc.stdout.on('data', () => { if (/safety nets/.test(out)) { clearTimeout(timer); resolve() } })
+    proc.once('exit', code => { clearTimeout(timer); reject(new Error(`h2 server exited ${code}: ${out}`)) })
+  })
+  return {
+    proc,
+    output: () => out,
+    async stop () {
+      if (proc.exitCode !== null || proc.signalCode !== null) return
+      const exited = new Promise(resolve => proc.once('exit', resolve))
+      proc.kill('SIGTERM')
+      const t = setTimeout(() => proc.kill('SIGKILL'), 15000)
+      await exited
+      clearTimeout(t)
+      for (const pid of childrenOf(proc.pid)) try { process.kill(pid, 'SIGKILL') } catch {}
+      await sleep(200)
+    }
+  }
+}
+
+function h2load ({ url, wrap }) {
+  return new Promise((resolve, reject) => {
+    const argv = [...wrap, process.execPath, path.join(ROOT, 'bench', 'h2load.mjs'), '--url', url, '--seconds', String(seconds), '--sessions', '8', '--streams', '4']
+    const p = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] })
+    let text = ''
+    p.stdout.on('data', d => { text += d })
+    p.once('exit', code => code === 0 ? resolve(JSON.parse(text)) : reject(new Error(`h2load exited ${code}: ${text}`)))
+  })
+}
+
+const h2Builds = [['fastify-reuseport', path.join(ROOT, 'dist', 'lib', 'cli.js')]]
+if (values['h2-baseline']) h2Builds.push([`baseline (${path.basename(path.resolve(values['h2-baseline']))})`, path.join(path.resolve(values['h2-baseline']), 'dist', 'lib', 'cli.js')])
+for (const mode of modes.filter(m => m.startsWith('fastify-reuseport'))) {
+  const migrate = mode.endsWith('+migrate')
+  const ns = makeNamespace(migrate)
+  try {
+    for (const [build, cli] of h2Builds) {
+      const port = await freePort()
+      const server = await launchH2(cli, { port, wrap: ns?.wrap ?? [] })
+      try {
+        const client = h2load({ url: `http://127.0.0.1:${port}/`, wrap: ns?.wrap ?? [] })
+        await sleep(1000)
+        const from = server.output().length
+        for (let i = 0; i < rounds; i++) {
+          const mark = server.output().length
+          server.proc.kill('SIGHUP')
+          await waitOutput(server, /reload: all \d+ slots replaced/, mark)
+          await sleep(500)
+        }
+        const r = await client
+        const crashes = (server.output().slice(from).match(/TypeError|exited with code [1-9]/g) ?? []).length
+        const row = { scenario: 'h2 restarts', build, mode: `tcp_migrate_req=${migrate ? 1 : 0}`, requests: r.requests, ok: r.ok, failed: r.failed, retried: r.retried, sessionsOpened: r.sessionsOpened, goaways: r.goaways, errors: r.errors, workerCrashLines: crashes }
+        h2Rows.push(row)
+        log(`h2        ${build.padEnd(38)} ${row.mode} ${String(r.requests).padStart(7)} requests, failed ${r.failed} ${JSON.stringify(r.errors)}, ${r.sessionsOpened} sessions, ${r.goaways} GOAWAYs, ${r.retried} refused streams retried, ${crashes} crash lines`)
+      } finally {
+        await server.stop()
+      }
+    }
+  } finally {
+    ns?.remove()
+  }
+}
+
 const md = ['| scenario | mode | client | requests | non-2xx | connect | read | write | timeout | failed |', '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
 for (const r of rows) {
   const note = r.scenario === 'crashes' ? ` (${r.kills} kill -9; the killed workers held ${r.killedConnections} connections)` : ''
@@ -157,6 +236,11 @@ for (const r of rows) {
 }
 const header = `Chaos run ${new Date().toISOString().slice(0, 10)}: ${workers} workers, ${rounds} actions per scenario, wrk -t1 -c32 keep-alive and -c32 \`Connection: close\` at once for ${seconds} s per scenario${netns ? ', inside a network namespace' : ''}. Command: \`node bench/chaos.mjs${values.smoke ? ' --smoke' : ''}\`.\n\n`
 fs.mkdirSync(values.out, { recursive: true })
-fs.writeFileSync(path.join(values.out, 'chaos.json'), JSON.stringify({ date: new Date().toISOString(), seconds, rounds, workers, netns, rows }, null, 2) + '\n')
-fs.writeFileSync(path.join(values.out, 'chaos.md'), header + md.join('\n') + '\n')
+fs.writeFileSync(path.join(values.out, 'chaos.json'), JSON.stringify({ date: new Date().toISOString(), seconds, rounds, workers, netns, rows, h2: h2Rows }, null, 2) + '\n')
+const h2md = h2Rows.length === 0
+  ? ''
+  : `\nHTTP/2 (h2c, \`-o\` with \`{ http2: true }\`): bench/h2load.mjs, 8 sessions × 4 streams in flight (node:http2; a new session only after GOAWAY; a refused stream retried once), ${rounds} SIGHUPs in ${seconds} s.\n\n` +
+    ['| build | namespace | requests | failed | errors | sessions opened | GOAWAY events | refused, retried | worker crash lines |', '| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
+      ...h2Rows.map(r => `| ${r.build} | ${r.mode} | ${r.requests} | ${r.failed} | ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(', ') || '-'} | ${r.sessionsOpened} | ${r.goaways} | ${r.retried} | ${r.workerCrashLines} |`)].join('\n') + '\n'
+fs.writeFileSync(path.join(values.out, 'chaos.md'), header + md.join('\n') + '\n' + h2md)
 log(`chaos: wrote ${path.relative(process.cwd(), values.out)}/chaos.{json,md}`)

@@ -247,7 +247,12 @@ function flushed (): Promise<void> {
 function fail (err: Error & { code?: string }): never {
   const code = err.code ?? err.name
   const line = err.message.includes(code) ? err.message : `${code}: ${err.message}`
-  process.stderr.write(`fastify-reuseport: ${line}\n`)
+  // A worker's boot error follows its one line as Node would print it: a
+  // SyntaxError's file:line and caret, a thrown error's stack. Our own codes
+  // say all there is in the line.
+  const c = err.cause as (Error & { code?: unknown }) | undefined
+  const cause = c instanceof Error && typeof c.stack === 'string' && !String(c.code).startsWith('FST_REUSEPORT_') ? c.stack.replace(/\n*$/, '\n') : ''
+  process.stderr.write(`fastify-reuseport: ${line}\n${cause}`)
   process.exit(err.code === 'FST_REUSEPORT_INVALID_ARGUMENT' ? 2 : 1)
 }
 

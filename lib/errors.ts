@@ -31,3 +31,12 @@ export const FST_REUSEPORT_UNSUPPORTED = createError(
 
 export const FST_REUSEPORT_CRASH_LOOP = createError(
   'FST_REUSEPORT_CRASH_LOOP', 'No worker has served for %d ms: every slot keeps failing (last: %s); exiting so that the restart policy takes over')
+
+/** An error sent by a worker (ErrorInfo), as an Error again: the cause of FST_REUSEPORT_WORKER_FAILED and of crash lines. */
+export function reviveError (info: { name: string, message: string, code?: string, stack: string }): Error & { code?: string } {
+  const err: Error & { code?: string } = new Error(info.message)
+  err.name = info.name
+  err.stack = info.stack
+  if (info.code !== undefined) err.code = info.code
+  return err
+}

@@ -1,7 +1,6 @@
 // The public surface of a running supervisor: what start() resolves to, the
 // slot figures it reports and the events it emits.
 import type { EventEmitter } from 'node:events'
-import type { ErrorReport } from './messages'
 import type { ReplaceReason } from './policy'
 
 export type SlotState = 'starting' | 'ready' | 'draining' | 'stalled' | 'dead'
@@ -37,7 +36,7 @@ export interface SupervisorEvents {
   /** Any slot state change. */
   slot: [info: SlotInfo]
   /** A worker exited unexpectedly; a replacement is on its way. */
-  exit: [event: { slot: number, pid: number, code: number | null, signal: NodeJS.Signals | null, error: ErrorReport | null }]
+  exit: [event: { slot: number, pid: number, code: number | null, signal: NodeJS.Signals | null, error: Error | null }]
   respawn: [event: { slot: number, pid: number }]
   stall: [event: { slot: number, pid: number, reason: string }]
   recover: [event: { slot: number, pid: number }]

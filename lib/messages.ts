@@ -41,8 +41,6 @@ export interface ErrorReport {
 export type WorkerMessage =
   | { type: 'ready', addresses: string[] }
   | ({ type: 'error' } & ErrorReport)
-  /** An uncaught error while serving or draining, sent just before the worker exits. */
-  | ({ type: 'crash' } & ErrorReport)
   /**
    * Event-loop delay (max over the last interval), connections accepted so
    * far and open now, resident set size and requests served.
@@ -61,7 +59,30 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
   if (typeof value !== 'object' || value === null) return false
   const m = value as Record<string, unknown>
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
-    ((m.type === 'error' || m.type === 'crash') && typeof m.code === 'string' && typeof m.message === 'string') ||
+    (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
     (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
       typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number')
+}
+
+/** An error as it crosses the IPC channel: the stack keeps Node's location lines of a SyntaxError. */
+export interface ErrorInfo {
+  name: string
+  message: string
+  code?: string
+  stack: string
+}
+
+/**
+ * An error that ends the worker, sent before it exits: at boot (before the
+ * 'error' message, as that message's cause), or an uncaught exception while
+ * serving or draining.
+ */
+export type FatalMessage = { type: 'fatal', phase: 'boot' | 'serving' | 'draining', error: ErrorInfo }
+
+export function isFatalMessage (value: unknown): value is FatalMessage {
+  if (typeof value !== 'object' || value === null) return false
+  const m = value as Record<string, unknown>
+  const e = m.error as Record<string, unknown> | null | undefined
+  return m.type === 'fatal' && typeof m.phase === 'string' && typeof e === 'object' && e !== null &&
+    typeof e.message === 'string' && typeof e.stack === 'string'
 }

@@ -47,22 +47,6 @@ export function openConnections (server: net.Server): number {
   return n
 }
 
-/**
- * Keeps the HTTP/2 sessions of a server, which Node lists nowhere, so that
- * shed() can close some. One listener per session, nothing per stream; a
- * no-op for servers that never emit 'session'. Call it before listening.
- */
-export function trackSessions (server: net.Server): void {
-  const s = server as Server
-  if (s[kSessions]) return
-  const sessions = new Set<Http2Session>()
-  s[kSessions] = sessions
-  server.on('session', (session: Http2Session) => {
-    sessions.add(session)
-    session.once('close', () => sessions.delete(session))
-  })
-}
-
 /** Node's own list of an http.Server's connections (lib/_http_server.js, kConnections; Node >= 18.2), as drain.ts reads it. */
 function connectionsList (server: net.Server): ConnectionsList | null {
   const symbol = Object.getOwnPropertySymbols(server).find(s => s.description === 'http.server.connections')
@@ -84,7 +68,7 @@ export interface ShedOptions {
  *   after it. A connection idle now is never closed under a request: it gets
  *   Connection: close on its next response, or is closed by Node's
  *   socket-timeout handler after idleMs idle, as keepAliveTimeout would.
- * - HTTP/2 (sessions seen by trackSessions): session.close(), a GOAWAY:
+ * - HTTP/2 (sessions seen by drain.ts's trackSessions): session.close(), a GOAWAY:
  *   streams in flight finish, the client opens new ones on a new connection.
  * Preferred: idle connections, then those whose response can still say
  * close, then the busiest (most bytes written). Costs nothing per request

@@ -4,7 +4,6 @@
 import type { SlotInfo, SlotState } from './handle'
 import type { Handoff } from './handoff'
 import type { Listener } from './listener'
-import type { ErrorReport } from './messages'
 import { freshStallMemory, type ReplaceReason, type StallMemory } from './policy'
 import type { WorkerProcess } from './spawn'
 
@@ -27,8 +26,8 @@ export interface Worker {
   requests: number
   /** Its own --max-requests with jitter (0: none). */
   requestLimit: number
-  /** What it reported when it crashed. */
-  crash: ErrorReport | null
+  /** The error it reported before it died (lib/worker.ts, die()). */
+  error: Error | null
 }
 
 export interface Slot {

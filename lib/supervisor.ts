@@ -7,11 +7,11 @@ import fs from 'node:fs'
 import type http from 'node:http'
 import pino, { type Logger } from 'pino'
 import { availableCpus } from './cpus'
-import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_CRASH_LOOP, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED } from './errors'
+import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_CRASH_LOOP, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED, reviveError } from './errors'
 import { Handoff } from './handoff'
 import { createLineForwarder, type LineForwarder } from './logs'
 import { closeListeners, openListeners, resolveHost } from './listener'
-import { isWorkerMessage, type SupervisorMessage, type WorkerConfig } from './messages'
+import { isFatalMessage, isWorkerMessage, type SupervisorMessage, type WorkerConfig } from './messages'
 import { serveMetrics } from './metrics'
 import { loadNative, type NativeBinding } from './native'
 import { received, resolveStartOptions, type Balancer, type StartOptions, type StartSettings } from './options'
@@ -310,10 +310,11 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       rss: 0,
       requests: 0,
       requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
-      crash: null
+      error: null
     }
     slot.workers.add(worker)
     proc.channel?.on('message', (m: unknown) => {
+      if (isFatalMessage(m)) worker.error = reviveError(m.error)
       if (!isWorkerMessage(m)) return
       if (m.type === 'health') {
         worker.healthAt = Date.now()
@@ -322,8 +323,6 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
         worker.open = m.open
         worker.rss = m.rss
         worker.requests = m.requests
-      } else if (m.type === 'crash') {
-        worker.crash = { code: m.code, message: m.message, ...(m.stack !== undefined ? { stack: m.stack } : {}) }
       }
     })
     void proc.exited.then(exit => this.onExit(worker, exit))
@@ -342,10 +341,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
           worker.addresses = m.addresses
           finish(null)
         }
-        else if (m.type === 'error') {
-          const cause = Object.assign(new Error(m.message), { code: m.code, stack: m.stack ?? m.message })
-          finish(new FST_REUSEPORT_WORKER_FAILED(n, `${m.message} (${m.code})`, { cause }))
-        }
+        // The 'fatal' message before it carried the error itself: Node's text, with the location of a syntax error.
+        else if (m.type === 'error') finish(new FST_REUSEPORT_WORKER_FAILED(n, `${m.message} (${m.code})`, ...(worker.error ? [{ cause: worker.error }] : [])))
       }
       const finish = (err: Error | null): void => {
         if (settled) return
@@ -387,7 +384,12 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const slot = worker.slot
     slot.workers.delete(worker)
     const wasServing = slot.worker === worker && worker.state === 'ready'
+    const wasDraining = worker.state === 'draining'
     worker.state = 'exited'
+    const err = worker.error
+    if (wasDraining && (err !== null || (exit.code !== 0 && exit.signal === null))) {
+      this.log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, err }, `${this.line(slot)}: draining worker ${worker.pid} exited with ${describeExit(exit)}${err ? `: ${err.message}` : ''}`)
+    }
     if (!wasServing) return
     this.release(slot)
     slot.orphaned = true
@@ -399,10 +401,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     // Its socket lives on here: connections queued on it wait for the replacement, or are handed over.
     slot.failures = failuresAfterExit(slot.failures, worker.readyAt === null ? null : Date.now() - worker.readyAt)
     const delay = respawnDelay(slot.failures)
-    const crash = worker.crash
-    this.log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, ...(crash ? { err: crash } : {}) },
-      `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${crash ? ` (${crash.code}: ${crash.message})` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
-    this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: crash })
+    this.log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, ...(err ? { err } : {}) },
+      `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
+    this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
     if (this.pids().length === 0) for (const s of this.slotList) this.stopHandoff(s)
     else this.startHandoff(slot)
     this.scheduleRespawn(slot, delay)

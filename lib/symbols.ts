@@ -7,3 +7,6 @@ export const kAccepted = Symbol('fastify-reuseport.accepted')
 export const kShed = Symbol('fastify-reuseport.shed')
 export const kShedding = Symbol('fastify-reuseport.shedding')
 export const kSessions = Symbol('fastify-reuseport.sessions')
+// The app's drain hooks (fastify.onDrain) and the plugin contexts that may hold @fastify/websocket.
+export const kDrainHooks = Symbol('fastify-reuseport.drainHooks')
+export const kContexts = Symbol('fastify-reuseport.contexts')

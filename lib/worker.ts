@@ -4,29 +4,67 @@
 import type net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import reuseport from '../index'
-import { loadApp } from './app'
+import { describeLoadError, loadApp } from './app'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { openChannel, type Channel } from './channel'
-import { acceptedConnections, drain } from './drain'
+import { acceptedConnections, drain, trackSessions, type OpenConnections } from './drain'
 import { handDown } from './listen'
-import { openConnections, shed, trackSessions } from './shed'
 import { LISTENERS_ENV, inheritedListeners } from './listener'
-import { HANDOFF, WORKER_ENV, type ErrorReport, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
+import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
 import { loadNative } from './native'
+import { openConnections, shed } from './shed'
 
 let channel: Channel | null = null
 
-function send (message: WorkerMessage): Promise<void> {
+function send (message: WorkerMessage | FatalMessage): Promise<void> {
   return channel === null ? Promise.resolve() : channel.send(message)
 }
 
-function report (err: unknown): ErrorReport {
-  const e = (err instanceof Error ? err : new Error(String(err))) as NodeJS.ErrnoException
-  return { code: e.code ?? e.name ?? 'Error', message: e.message, ...(e.stack !== undefined ? { stack: e.stack } : {}) }
+/** Where this worker is in its life, for the supervisor's crash line. */
+let phase: FatalMessage['phase'] = 'boot'
+/** Set once die() runs: a drain finishing meanwhile must not exit 0 first. */
+let dying = false
+
+function errorInfo (err: unknown): ErrorInfo {
+  const e = (err instanceof Error ? err : new Error(String(err))) as Error & { code?: unknown }
+  return { name: e.name, message: e.message, stack: e.stack ?? `${e.name}: ${e.message}`, ...(typeof e.code === 'string' ? { code: e.code } : {}) }
+}
+
+/**
+ * Ends the worker on an error, telling the supervisor first: it logs the
+ * error with the slot (or, at boot, makes it the cause of
+ * FST_REUSEPORT_WORKER_FAILED), so nothing is printed here unless nobody
+ * listens.
+ */
+async function die (error: ErrorInfo): Promise<never> {
+  dying = true
+  if (channel?.open === true) {
+    // Bounded: a supervisor that reads nothing must not keep a broken worker alive.
+    await Promise.race([
+      (async () => {
+        await send({ type: 'fatal', phase, error })
+        if (phase === 'boot') await send({ type: 'error', code: error.code ?? error.name, message: error.message })
+      })(),
+      new Promise(resolve => setTimeout(resolve, 1000).unref())
+    ])
+  } else {
+    process.stderr.write(error.stack + '\n')
+  }
+  process.exit(1)
+}
+
+/** "2 http/1.1, 1 websocket" */
+function describeOpen (closed: OpenConnections): string {
+  return Object.entries(closed).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`).join(', ')
 }
 
 async function boot (config: WorkerConfig, counter: { requests: number }): Promise<FastifyInstance> {
-  const app = await loadApp(config.app)
+  let app
+  try {
+    app = await loadApp(config.app)
+  } catch (err) {
+    return await die(await describeLoadError(err, config.app))
+  }
   const logger = {
     level: config.logLevel,
     base: { pid: process.pid, slot: config.slot },
@@ -39,7 +77,7 @@ async function boot (config: WorkerConfig, counter: { requests: number }): Promi
     ...(config.useOptions ? app.options : {})
   }
   const fastify = Fastify(options)
-  // HTTP/2 sessions are listed nowhere by Node: rebalancing needs them (one listener per session).
+  // HTTP/2 sessions are listed nowhere by Node: the drain and rebalancing need them.
   trackSessions(fastify.server)
   // Only with --max-requests: nothing runs per request otherwise.
   if (config.countRequests) fastify.server.on('request', () => { counter.requests++ })
@@ -88,44 +126,35 @@ async function main (): Promise<void> {
   // supervisor that is gone must not turn a log line into a crash mid-drain
   // (pino's own destination ignores EPIPE likewise).
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
-  if (error !== null) {
-    await send({ type: 'error', ...report(error) })
-    process.exit(1)
-  }
   // The supervisor decides when a worker drains: Ctrl-C in a terminal reaches
   // the whole process group, and --drain-delay must keep workers serving.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
+  // Replaces Node's print-and-exit: the supervisor logs it, with the slot.
+  process.on('uncaughtException', err => { void die(errorInfo(err)) })
+  if (error !== null) return await die(errorInfo(error))
 
   const counter = { requests: 0 }
   let fastify: FastifyInstance
   try {
     fastify = await boot(config, counter)
   } catch (err) {
-    await send({ type: 'error', ...report(err) })
-    process.exit(1)
+    return await die(errorInfo(err))
   }
-  // The supervisor logs what killed us, with its stack, not just an exit code.
-  const crash = (err: unknown): void => {
-    process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`)
-    void send({ type: 'crash', ...report(err) }).finally(() => process.exit(1))
-  }
-  process.on('uncaughtException', crash)
-  process.on('unhandledRejection', crash)
+  phase = 'serving'
 
   const stopHealth = reportHealth(fastify, config.healthMs, counter)
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
     stopping = true
+    phase = 'draining'
     stopHealth()
-    const clean = await drain(fastify.server, { idleMs: config.idleMs, graceMs: config.graceMs })
-    if (!clean) {
-      // fastify.close() would wait for them: the supervisor's SIGKILL would come first.
-      fastify.log.warn('drain grace period over, closing remaining connections')
-      fastify.server.closeAllConnections()
-    }
-    await fastify.close()
-    process.exit(0)
+    const { clean, closed } = await drain(fastify, { idleMs: config.idleMs, graceMs: config.graceMs })
+    if (!clean) fastify.log.warn({ closed }, `drain grace period over: closed ${describeOpen(closed)}`)
+    // Bounded: a connection drain() could not see (a raw upgrade) would hold
+    // server.close() open; exiting closes it.
+    await Promise.race([fastify.close(), new Promise(resolve => setTimeout(resolve, clean ? config.graceMs : 1000).unref())])
+    if (!dying) process.exit(0)
   }
   channel.on('message', (message: SupervisorMessage) => {
     if (message.type === 'drain') void stop()
@@ -148,9 +177,9 @@ async function main (): Promise<void> {
 
 /**
  * Tells the supervisor how late this event loop runs, so that it can steer
- * new connections away from a stalled worker, and what the replacement rules
- * need (RSS, requests). A blocked loop sends nothing, which the supervisor
- * notices too.
+ * new connections away from a stalled worker, and what the replacement and
+ * balancing rules need (open connections, RSS, requests). A blocked loop
+ * sends nothing, which the supervisor notices too.
  */
 function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { requests: number }): () => void {
   const histogram = monitorEventLoopDelay({ resolution: 10 })

@@ -45,5 +45,19 @@ async function supervise (): Promise<void> {
 }
 void supervise
 
-const program: Uint32Array = steerProgram([0, 2])
+const program: Uint32Array = steerProgram([1, 0, 1])
 void program
+
+const drained = Fastify()
+drained.onDrain(async (instance) => { instance.log.info('draining') })
+// @ts-expect-error onDrain takes a function
+drained.onDrain('x')
+
+async function heal (handle: SupervisorHandle): Promise<void> {
+  handle.on('replace', ({ slot, reason, detail }) => { const r: 'hung' | 'memory' | 'requests' = reason; void slot; void r; void detail })
+  handle.on('fatal', (err: Error) => { void err })
+  await start({ app: './app.js', maxMemory: '512M', maxRequests: 1000, maxRequestsJitter: 50, workerTimeout: 30000, balancer: 'cluster', balance: false })
+  // @ts-expect-error balancer is reuseport or cluster
+  await start({ app: './app.js', balancer: 'nginx' })
+}
+void heal

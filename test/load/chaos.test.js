@@ -14,7 +14,9 @@ t.test('bench/chaos.mjs --smoke --modes fastify-reuseport', { skip: !hasCommand(
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'reuseport-chaos-'))
   t.teardown(() => fs.rmSync(out, { recursive: true, force: true }))
   execFileSync(process.execPath, [path.join(ROOT, 'bench', 'chaos.mjs'), '--smoke', '--modes', 'fastify-reuseport', '--out', out], { stdio: 'ignore', timeout: 240000 })
-  const { rows } = JSON.parse(fs.readFileSync(path.join(out, 'chaos.json'), 'utf8'))
+  const { rows, h2 } = JSON.parse(fs.readFileSync(path.join(out, 'chaos.json'), 'utf8'))
+  t.ok(h2.length > 0, 'the HTTP/2 scenario ran')
+  for (const r of h2) t.equal(r.failed, 0, `h2 restarts: 0 of ${r.requests} failed (${r.retried} refused streams retried)`)
   t.same([...new Set(rows.map(r => r.scenario))], ['restarts', 'crashes', 'scale'])
   for (const r of rows) {
     t.ok(r.requests > 100, `${r.scenario}, ${r.client}: ${r.requests} requests`)

@@ -7,7 +7,8 @@ const net = require('node:net')
 const http2 = require('node:http2')
 const Fastify = require('fastify')
 const { Agent, request } = require('undici')
-const { openConnections, shed, trackSessions } = require('../../dist/lib/shed')
+const { openConnections, shed } = require('../../dist/lib/shed')
+const { trackSessions } = require('../../dist/lib/drain')
 const { sleep, waitFor } = require('../helpers')
 
 /** A fastify server on 127.0.0.1 that counts its connections as they open and close. */
