@@ -37,7 +37,7 @@ for (const [name, file, after] of cases) {
     t.equal(r.code, 1)
     t.equal(r.stdout, '', 'nothing on stdout')
     const [line, ...rest] = r.stderr.split('\n')
-    t.match(line, /^fastify-reuseport: FST_REUSEPORT_WORKER_FAILED: Worker for slot 0 failed to start: .* \((SyntaxError|Error)\)$/, 'one error line')
+    t.match(line, /^fastify-reuseport: FST_REUSEPORT_WORKER_FAILED: Worker for slot 1 failed to start: .* \((SyntaxError|Error)\)$/, 'one error line')
     t.match(rest.join('\n'), after, 'then Node\'s own text for the error')
     await sleep(100)
     t.same(processesWith(r.marker), [], 'no process left behind')
