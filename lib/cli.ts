@@ -293,6 +293,8 @@ async function main (): Promise<void> {
   }, async ({ err }) => {
     if (err) process.stderr.write(`fastify-reuseport: ${err.stack ?? err.message}\n`)
     await handle.close({ drainDelay })
+    // close-with-grace exits next: lines still queued for a slow reader would be lost.
+    await flushed()
   })
 }
 

@@ -137,16 +137,28 @@ export function nextReplacement (candidates: ReadonlyArray<{ slot: number, reaso
   return busy ? null : candidates[0] ?? null
 }
 
-/** A worker that was ready this long and then died had served well: it is respawned at once. */
+/** A worker ready this long has settled: its slot is healthy again. */
 export const SETTLED_MS = 5000
 
 /**
- * A slot's consecutive failures after its worker died. A worker that served
- * well (ready for SETTLED_MS) resets them; dying before, or soon after,
- * becoming ready is a crash-loop step.
+ * A slot's consecutive failures after its worker died, which set the respawn
+ * backoff. A worker that served (accepted connections, or was ready for
+ * SETTLED_MS) resets them: it is respawned at once, and the connections
+ * queued on its slot need that. Dying at boot, or ready but never serving,
+ * is a backoff step.
  */
-export function failuresAfterExit (failures: number, readyForMs: number | null): number {
-  return readyForMs !== null && readyForMs >= SETTLED_MS ? 0 : failures + 1
+export function failuresAfterExit (failures: number, readyForMs: number | null, accepted: number): number {
+  return readyForMs !== null && (readyForMs >= SETTLED_MS || accepted > 0) ? 0 : failures + 1
+}
+
+/**
+ * Whether a slot's ready worker counts as serving for the crash-loop rule: a
+ * slot whose workers died early (earlyDeaths, reset once one settles) is on
+ * probation until its worker has been ready for SETTLED_MS, even if each one
+ * served for a moment before it died.
+ */
+export function healthySlot (readyForMs: number, earlyDeaths: number): boolean {
+  return earlyDeaths === 0 || readyForMs >= SETTLED_MS
 }
 
 /** How long to wait before respawning after `failures` consecutive failures: 0, then 100 ms doubling to 10 s. */

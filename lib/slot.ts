@@ -41,8 +41,10 @@ export interface Slot {
   /** Retired: out of the table, its sockets closed. */
   closed: boolean
   restarts: number
-  /** Consecutive failures: deaths before, or soon after, becoming ready. */
+  /** Consecutive failures: deaths at boot, or ready but before serving (the backoff). */
   failures: number
+  /** Deaths before SETTLED_MS of readiness since a worker last settled (the crash-loop rule). */
+  earlyDeaths: number
   lastExit: string | null
   respawnTimer: NodeJS.Timeout | null
   /** Connections accepted by this slot's earlier workers. */
@@ -69,6 +71,7 @@ export function newSlot (index: number, listeners: Listener[]): Slot {
     closed: false,
     restarts: 0,
     failures: 0,
+    earlyDeaths: 0,
     lastExit: null,
     respawnTimer: null,
     acceptedBefore: 0,

@@ -16,7 +16,7 @@ import { serveMetrics } from './metrics'
 import { loadNative, type NativeBinding } from './native'
 import { received, resolveStartOptions, type Balancer, type StartOptions, type StartSettings } from './options'
 import {
-  crashLooping, failuresAfterExit, freshStallMemory, mayStall, nextReplacement, recovered, replaceReason,
+  crashLooping, failuresAfterExit, freshStallMemory, healthySlot, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS,
   requestLimit, respawnDelay, stallReason, type ReplaceReason
 } from './policy'
 import { newSlot, slotInfo, type Slot, type Worker } from './slot'
@@ -399,13 +399,18 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     this.changed(slot)
     if (this.closing || slot.retiring || slot.closed) return
     // Its socket lives on here: connections queued on it wait for the replacement, or are handed over.
-    slot.failures = failuresAfterExit(slot.failures, worker.readyAt === null ? null : Date.now() - worker.readyAt)
+    const readyFor = worker.readyAt === null ? null : Date.now() - worker.readyAt
+    slot.failures = failuresAfterExit(slot.failures, readyFor, worker.accepted)
+    if (readyFor === null || readyFor < SETTLED_MS) slot.earlyDeaths++
     const delay = respawnDelay(slot.failures)
     this.log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, ...(err ? { err } : {}) },
       `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
     this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
     if (this.pids().length === 0) for (const s of this.slotList) this.stopHandoff(s)
-    else this.startHandoff(slot)
+    // Not at once: when several workers die together (an app bug, a kill of
+    // all), the others' exits are seen within milliseconds, and a connection
+    // passed to a dead worker would be lost.
+    else setTimeout(() => this.startHandoff(slot), 2 * this.settings.config.healthMs).unref()
     this.scheduleRespawn(slot, delay)
   }
 
@@ -435,10 +440,12 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   /** While a slot has no worker, a live worker of another slot serves its queue (lib/handoff.ts). */
   private startHandoff (slot: Slot): void {
-    if (this.binding === null || !slot.orphaned || slot.handoff !== null || this.closing || slot.closed || this.pids().length === 0) return
+    if (this.binding === null || !slot.orphaned || slot.worker !== null || slot.handoff !== null || this.closing || slot.closed || this.pids().length === 0) return
     this.log.info({ slot: slot.index }, `${this.line(slot)}: no worker; its queue is handed to the other workers until one is ready`)
     slot.handoff = new Handoff(this.binding, slot.listeners, () => {
-      const targets = this.slotList.filter(s => s !== slot && s.worker?.state === 'ready' && !s.stalled)
+      // Only a worker that reported lately: a killed one stops at once, before its exit is seen.
+      const fresh = Date.now() - 2 * this.settings.config.healthMs
+      const targets = this.slotList.filter(s => s !== slot && s.worker?.state === 'ready' && !s.stalled && s.worker.healthAt >= fresh)
       const t = targets[this.handoffTurn++ % Math.max(1, targets.length)]
       return t?.worker?.proc.child ?? null
     })
@@ -547,7 +554,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     if (this.closing) return
     const now = Date.now()
     const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.retiring)
-    if (serving.length > 0) this.lastServedAt = now
+    for (const s of serving) if (now - ((s.worker as Worker).readyAt as number) >= SETTLED_MS) s.earlyDeaths = 0
+    const healthy = serving.some(s => healthySlot(now - ((s.worker as Worker).readyAt as number), s.earlyDeaths))
+    if (healthy) this.lastServedAt = now
     else if (crashLooping(false, this.lastServedAt, now, this.settings.crashLoopTimeout)) {
       this.fatal()
       return

@@ -3,6 +3,7 @@
 // inherited sockets, and drains when told to.
 import type net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import pino from 'pino'
 import reuseport from '../index'
 import { describeLoadError, loadApp } from './app'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -53,6 +54,16 @@ async function die (error: ErrorInfo): Promise<never> {
   process.exit(1)
 }
 
+async function flushed (fastify: FastifyInstance): Promise<void> {
+  await new Promise<void>(resolve => {
+    // pino's flush(cb); fastify's logger type does not declare it.
+    const log = fastify.log as unknown as { flush?: (cb: (err?: Error) => void) => void }
+    if (typeof log.flush !== 'function') return resolve()
+    try { log.flush(() => resolve()) } catch { resolve() }
+  })
+  if (process.stdout.writableLength > 0) await new Promise(resolve => process.stdout.once('drain', resolve))
+}
+
 /** "2 http/1.1, 1 websocket" */
 function describeOpen (closed: OpenConnections): string {
   return Object.entries(closed).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`).join(', ')
@@ -68,7 +79,12 @@ async function boot (config: WorkerConfig, counter: { requests: number }): Promi
   const logger = {
     level: config.logLevel,
     base: { pid: process.pid, slot: config.slot },
-    ...(config.prettyLogs ? { transport: { target: 'pino-pretty' } } : {})
+    // Synchronous writes to our stdout pipe: pino's default destination
+    // buffers and writes asynchronously, and with a reader that cannot keep up
+    // (the supervisor pauses our pipe then) whole lines went missing, 1 or 2 in
+    // 180. Written synchronously, a line is written or retried, and a slow
+    // reader slows this worker down instead.
+    ...(config.prettyLogs ? { transport: { target: 'pino-pretty' } } : { stream: pino.destination({ fd: 1, sync: true }) })
   }
   const options: FastifyServerOptions = {
     logger,
@@ -154,6 +170,11 @@ async function main (): Promise<void> {
     // Bounded: a connection drain() could not see (a raw upgrade) would hold
     // server.close() open; exiting closes it.
     await Promise.race([fastify.close(), new Promise(resolve => setTimeout(resolve, clean ? config.graceMs : 1000).unref())])
+    // What is still buffered is lost at exit: pino's default destination
+    // writes asynchronously (sonic-boom, sync: false), and our stdout is a
+    // non-blocking pipe.
+    // Up to -g: the supervisor's SIGKILL comes 1 s after that.
+    await Promise.race([flushed(fastify), new Promise(resolve => setTimeout(resolve, config.graceMs).unref())])
     if (!dying) process.exit(0)
   }
   channel.on('message', (message: SupervisorMessage) => {

@@ -4,7 +4,7 @@
 const t = require('tap')
 const {
   stallReason, recovered, mayStall, freshStallMemory, replaceReason, requestLimit, nextReplacement,
-  failuresAfterExit, respawnDelay, crashLooping, parseSize, formatSize, SETTLED_MS
+  failuresAfterExit, healthySlot, respawnDelay, crashLooping, parseSize, formatSize, SETTLED_MS
 } = require('../../dist/lib/policy')
 
 const limits = { stallTimeout: 500, stallQueue: 32, healthMs: 50 }
@@ -86,12 +86,20 @@ t.test('nextReplacement: one at a time; a hang pre-empts', async t => {
   t.equal(nextReplacement([], false), null)
 })
 
-t.test('respawn: at once after serving well, backoff after early deaths', async t => {
-  t.equal(failuresAfterExit(3, SETTLED_MS), 0, 'served well: failures reset')
-  t.equal(respawnDelay(failuresAfterExit(3, 60000)), 0, 'and respawned at once')
-  t.equal(failuresAfterExit(0, null), 1, 'died before it was ready')
-  t.equal(failuresAfterExit(2, 100), 3, 'died soon after')
+t.test('respawn: at once after serving, backoff after early deaths', async t => {
+  t.equal(failuresAfterExit(3, SETTLED_MS, 0), 0, 'settled: failures reset')
+  t.equal(respawnDelay(failuresAfterExit(3, 60000, 0)), 0, 'and respawned at once')
+  t.equal(failuresAfterExit(3, 300, 12), 0, 'served connections, however briefly: respawned at once (its queue needs a worker)')
+  t.equal(failuresAfterExit(0, null, 0), 1, 'died before it was ready')
+  t.equal(failuresAfterExit(2, 100, 0), 3, 'died soon after, having served nothing')
+  t.equal(failuresAfterExit(2, null, 5), 3, 'not ready: whatever it counted')
   t.same([1, 2, 3, 4, 8, 20].map(respawnDelay), [100, 200, 400, 800, 10000, 10000])
+})
+
+t.test('healthySlot: a slot whose workers died early is on probation until one settles', async t => {
+  t.ok(healthySlot(10, 0), 'no early death: healthy from the start')
+  t.notOk(healthySlot(300, 2), 'ready 300 ms after two early deaths: not yet')
+  t.ok(healthySlot(SETTLED_MS, 2), 'settled')
 })
 
 t.test('crashLooping: only when nothing serves for the whole timeout', async t => {
