@@ -47,10 +47,6 @@ export class Channel extends EventEmitter {
     this.socket.unref()
     return this
   }
-
-  close (): void {
-    this.socket.destroy()
-  }
 }
 
 /** The worker's end, from the fd the supervisor handed down. */

@@ -111,10 +111,19 @@ export function decorateDrain (fastify: FastifyInstance): void {
  * not exist (Http2Server, Http2SecureServer without allowHTTP1).
  */
 function openSockets (server: net.Server): HttpSocket[] | null {
-  const symbol = Object.getOwnPropertySymbols(server).find(s => s.description === 'http.server.connections')
-  const list = symbol === undefined ? undefined : (server as unknown as Record<symbol, { all?: () => Array<{ socket?: HttpSocket }> }>)[symbol]
-  if (typeof list?.all !== 'function') return null
+  const list = connectionsList<HttpSocket>(server)
+  if (list === null) return null
   return list.all().flatMap(parser => parser.socket && !parser.socket.destroyed ? [parser.socket] : [])
+}
+
+/** Node's ConnectionsList: every connection, and those with a request arriving. */
+export interface ConnectionsList<S> { all (): Array<{ socket?: S | null }>, active (): Array<{ socket?: S | null }> }
+
+/** That list itself, for the drain here and for rebalancing (lib/shed.ts); null where it does not exist. */
+export function connectionsList<S extends net.Socket> (server: net.Server): ConnectionsList<S> | null {
+  const symbol = Object.getOwnPropertySymbols(server).find(s => s.description === 'http.server.connections')
+  const list = symbol === undefined ? undefined : (server as unknown as Record<symbol, Partial<ConnectionsList<S>> | undefined>)[symbol]
+  return typeof list?.all === 'function' && typeof list.active === 'function' ? list as ConnectionsList<S> : null
 }
 
 function connectionCount (server: net.Server): Promise<number> {

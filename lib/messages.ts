@@ -34,8 +34,6 @@ export const WORKER_ENV = 'FASTIFY_REUSEPORT_WORKER'
 export interface ErrorReport {
   code: string
   message: string
-  /** Node's own text: the stack, and for a syntax error the file:line and caret. */
-  stack?: string
 }
 
 export type WorkerMessage =

@@ -3,6 +3,7 @@
 // reconnect, and the supervisor's steering places them on another slot.
 import type http from 'node:http'
 import type net from 'node:net'
+import { connectionsList } from './drain'
 import { kListeners, kSessions, kShed, kShedding } from './symbols'
 
 interface Http2Session {
@@ -32,8 +33,6 @@ interface Server extends net.Server {
   [kShedding]?: Shedding
 }
 
-interface Parser { socket?: Socket | null }
-interface ConnectionsList { all (): Parser[], active (): Parser[] }
 
 /**
  * Open connections of a server (http, https, http2), counting those on the
@@ -45,13 +44,6 @@ export function openConnections (server: net.Server): number {
   let n = s._connections ?? 0
   for (const extra of s[kListeners] ?? []) n += extra._connections ?? 0
   return n
-}
-
-/** Node's own list of an http.Server's connections (lib/_http_server.js, kConnections; Node >= 18.2), as drain.ts reads it. */
-function connectionsList (server: net.Server): ConnectionsList | null {
-  const symbol = Object.getOwnPropertySymbols(server).find(s => s.description === 'http.server.connections')
-  const list = symbol === undefined ? undefined : (server as unknown as Record<symbol, ConnectionsList | undefined>)[symbol]
-  return typeof list?.all === 'function' && typeof list.active === 'function' ? list : null
 }
 
 export interface ShedOptions {
@@ -80,7 +72,7 @@ export function shed (server: net.Server, n: number, { idleMs = 1000 }: ShedOpti
   const s = server as Server
   let picked = 0
 
-  const list = connectionsList(server)
+  const list = connectionsList<Socket>(server)
   if (list !== null && n > 0) {
     // A request still arriving: its response can say close.
     const arriving = new Set(list.active().map(p => p.socket))

@@ -563,8 +563,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     }
     if (this.settings.stallTimeout > 0) this.checkStalls(serving, now)
     this.checkReplacements(serving, now)
-    this.updateSteering(now)
-    this.checkBalance(now)
+    // One read of the loads serves steering and rebalancing.
+    const loads = this.loads()
+    this.steerer?.update(loads, now)
+    this.checkBalance(loads, now)
   }
 
   /** What the balancing rules see: one entry per socket index. */
@@ -577,9 +579,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   /** A slot holding more than its share of a few long-lived connections ends some kept-alive ones (lib/shed.ts). */
-  private checkBalance (now: number): void {
+  private checkBalance (loads: SlotLoad[], now: number): void {
     if (this.steerer === null) return
-    const loads = this.loads()
     const decision = this.steerer.rebalance(loads, now)
     if (decision.slot === null) return
     const slot = this.slotList[decision.slot] as Slot
@@ -732,8 +733,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   /** Steers new connections (DESIGN.md, "Steering"; lib/steerer.ts). */
-  private updateSteering (now = Date.now()): void {
-    if (!this.closing) this.steerer?.update(this.loads(), now)
+  private updateSteering (): void {
+    if (!this.closing) this.steerer?.update(this.loads(), Date.now())
   }
 }
 
