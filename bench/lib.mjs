@@ -110,12 +110,16 @@ export function cpuSeconds (pid) {
   }
 }
 
-/** One wrk run: keep-alive, or a new connection per request (Connection: close). */
-export async function wrk ({ url, seconds, connections = 64, close = false, wrap = [] }) {
+/**
+ * One wrk run: keep-alive, or a new connection per request (Connection: close).
+ * delayMs: each connection waits that long after a response before its next request.
+ */
+export async function wrk ({ url, seconds, connections = 64, close = false, wrap = [], delayMs = 0 }) {
   const args = [...wrap, 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-s', path.join(ROOT, 'bench', 'pids.lua'),
     ...(close ? ['-H', 'Connection: close'] : []), url]
   const out = await new Promise((resolve, reject) => {
-    const p = spawn(args[0], args.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    const env = delayMs > 0 ? { ...process.env, WRK_DELAY_MS: String(delayMs) } : process.env
+    const p = spawn(args[0], args.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
     let text = ''
     p.stdout.on('data', d => { text += d })
     p.stderr.on('data', d => { text += d })

@@ -2,6 +2,10 @@
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) counts = {} end
+-- WRK_DELAY_MS: wait that long after each response before the next request on
+-- that connection, standing in for the round trip to a proxy on another host.
+local gap = tonumber(os.getenv("WRK_DELAY_MS") or "")
+if gap then function delay() return gap end end
 function response(status, headers, body)
   local pid = headers["x-pid"] or "none"
   counts[pid] = (counts[pid] or 0) + 1

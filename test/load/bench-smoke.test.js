@@ -39,3 +39,27 @@ t.test('bench/run.mjs --smoke', { skip: !hasCommand('wrk') && 'wrk is not instal
   t.equal((svg.match(/<rect x=/g) ?? []).length, 6, 'one bar per mode and connection kind')
   t.match(svg, /<\/svg>\n$/)
 })
+
+t.test('bench/fewconns.mjs --smoke', { skip: !hasCommand('wrk') && 'wrk is not installed (Debian package wrk)' }, async t => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'reuseport-fewconns-'))
+  t.teardown(() => fs.rmSync(out, { recursive: true, force: true }))
+  execFileSync(process.execPath, [path.join(ROOT, 'bench', 'fewconns.mjs'), '--smoke', '--conns', '4', '--scenarios', 'proxy', '--out', out], { stdio: 'ignore', timeout: 120000 })
+  const results = JSON.parse(fs.readFileSync(path.join(out, 'fewconns.json'), 'utf8'))
+  const labels = results.keepAlive.map(r => r.label)
+  for (const label of ['cluster round-robin', 'fastify-reuseport, balance on', 'fastify-reuseport, balance off']) t.ok(labels.includes(label), `${label} ran`)
+  for (const r of results.keepAlive) {
+    t.equal(r.scenario, 'proxy')
+    t.ok(r.rps > 0, `${r.label}: ${r.rps} req/s`)
+    t.equal(r.failed, 0, `${r.label}: no failed request`)
+    t.equal(r.settled.length, 2, `${r.label}: a count per worker`)
+    t.equal(r.settled.reduce((a, b) => a + b, 0), 4, `${r.label}: the workers hold the 4 connections (${r.settled.join('-')})`)
+    t.equal(r.perWorkerRps.length, 2)
+  }
+  // wrk's delay() must hold each connection back: a 1 ms gap and 1 ms of work cap 4 connections far below hello world.
+  for (const r of results.keepAlive) t.ok(r.rps < 4 * 1000, `${r.label}: ${r.rps} req/s is paced by the work and the gap`)
+  t.equal(results.newConns.length, 2, 'new connections, balance on and off')
+  t.type(results.goals.newConnectionsOnVsOff.ratio, 'number')
+  t.type(results.goals.vsClusterRr4.ratio, 'number')
+  const md = fs.readFileSync(path.join(out, 'fewconns.md'), 'utf8')
+  t.match(md, /\| proxy: balance on ÷ cluster round-robin, 4 connections \| \d+\.\d\d \| ≥ 0\.97 \|/)
+})
