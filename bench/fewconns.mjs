@@ -233,6 +233,7 @@ const goals = {
   newConnectionsOnVsOff: { ratio: ratio(newMed(ON), newMed(OFF)), goal: 0.97 }
 }
 
+const command = `node bench/fewconns.mjs --trials ${trials} --scenarios ${values.scenarios} --settle-ms ${settleMs} --conns ${connCounts.join(',')}${values.seconds ? ` --seconds ${values.seconds}` : ''}${smoke ? ' --smoke' : ''}`
 const fmt = x => x === null || !Number.isFinite(x) ? 'n/a' : x.toFixed(2)
 const table = sc => [
   `**${sc.name}**: ${sc.what}. wrk -t1 -c<n> \`${sc.path}\` for ${sc.seconds} s per trial.`,
@@ -250,7 +251,7 @@ const table = sc => [
 const md = [
   `Few long-lived connections: ${workers} workers, a fresh server per trial, ${trials} trial(s), modes interleaved. ` +
   `Connection counts per worker from /proc every 100 ms; "after settling" is ${settleMs} ms into the run. ` +
-  `Command: \`node bench/fewconns.mjs${smoke ? ' --smoke' : ''}\`.`,
+  `Command: \`${command}\`.`,
   '',
   ...scenarios.flatMap(table),
   `New connections (hello world, wrk -c64, Connection: close, ${newConnSeconds} s), median req/s: balance on ${fmt(newMed(ON))}, off ${fmt(newMed(OFF))}.`,
@@ -268,7 +269,7 @@ const results = {
   date: new Date().toISOString(),
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', kernel: os.release() },
   versions,
-  command: `node bench/fewconns.mjs --trials ${trials} --scenarios ${values.scenarios} --settle-ms ${settleMs} --conns ${connCounts.join(',')}${values.seconds ? ` --seconds ${values.seconds}` : ''}${smoke ? ' --smoke' : ''}`,
+  command,
   workers,
   scenarios,
   summary,
