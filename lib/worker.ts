@@ -3,7 +3,6 @@
 // inherited sockets, and drains when told to.
 import type net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import pino from 'pino'
 import reuseport from '../index'
 import { describeLoadError, loadApp } from './app'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -14,6 +13,7 @@ import { LISTENERS_ENV, inheritedListeners } from './listener'
 import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
 import { loadNative } from './native'
 import { openConnections, shed } from './shed'
+import { turnBuffered } from './stdout'
 
 let channel: Channel | null = null
 
@@ -79,12 +79,11 @@ async function boot (config: WorkerConfig, counter: { requests: number }): Promi
   const logger = {
     level: config.logLevel,
     base: { pid: process.pid, slot: config.slot },
-    // Synchronous writes to our stdout pipe: pino's default destination
-    // buffers and writes asynchronously, and with a reader that cannot keep up
-    // (the supervisor pauses our pipe then) whole lines went missing, 1 or 2 in
-    // 180. Written synchronously, a line is written or retried, and a slow
-    // reader slows this worker down instead.
-    ...(config.prettyLogs ? { transport: { target: 'pino-pretty' } } : { stream: pino.destination({ fd: 1, sync: true }) })
+    // Not pino's default destination: it writes asynchronously, and with a
+    // reader that cannot keep up (the supervisor pauses our pipe then) whole
+    // lines went missing, 1 or 2 in 180. lib/stdout.ts writes synchronously,
+    // once per event-loop turn, and a slow reader slows this worker down.
+    ...(config.prettyLogs ? { transport: { target: 'pino-pretty' } } : { stream: turnBuffered(1) })
   }
   const options: FastifyServerOptions = {
     logger,
@@ -170,10 +169,9 @@ async function main (): Promise<void> {
     // Bounded: a connection drain() could not see (a raw upgrade) would hold
     // server.close() open; exiting closes it.
     await Promise.race([fastify.close(), new Promise(resolve => setTimeout(resolve, clean ? config.graceMs : 1000).unref())])
-    // What is still buffered is lost at exit: pino's default destination
-    // writes asynchronously (sonic-boom, sync: false), and our stdout is a
-    // non-blocking pipe.
-    // Up to -g: the supervisor's SIGKILL comes 1 s after that.
+    // What process.stdout still buffers (the app's own writes; our stdout is
+    // a non-blocking pipe) is lost at exit. Up to -g: the supervisor's SIGKILL
+    // comes 1 s after that.
     await Promise.race([flushed(fastify), new Promise(resolve => setTimeout(resolve, config.graceMs).unref())])
     if (!dying) process.exit(0)
   }
