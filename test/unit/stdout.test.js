@@ -22,9 +22,12 @@ function tempFile (t) {
   return { file, fd }
 }
 
-/** A child that runs `body` with `d`, a turnBuffered(1); resolves with its exit and what it wrote. */
+/**
+ * A child that runs `body` with `d`, a turnBuffered(1) that holds every line
+ * after the first until the turn ends; resolves with its exit and what it wrote.
+ */
 function child (body, { read = true } = {}) {
-  const p = spawn(process.execPath, ['-e', `const d = require(${MODULE}).turnBuffered(1);\n${body}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const p = spawn(process.execPath, ['-e', `const d = require(${MODULE}).turnBuffered(1, { idleMs: 60000 });\n${body}`], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   p.stderr.on('data', c => { err += c })
@@ -36,44 +39,61 @@ function child (body, { read = true } = {}) {
 
 t.test('the lines of one turn go out together once the turn has ended', async t => {
   const { file, fd } = tempFile(t)
-  const d = turnBuffered(fd)
+  const d = turnBuffered(fd, { idleMs: 60000 })
   d.write('{"a":1}\n')
+  t.equal(fs.readFileSync(file, 'utf8'), '{"a":1}\n', 'the first line, after nothing was written: at once')
   d.write('{"b":2}\n')
-  t.equal(fs.readFileSync(file, 'utf8'), '', 'nothing written within the turn')
-  await new Promise(resolve => setImmediate(resolve))
-  t.equal(fs.readFileSync(file, 'utf8'), '{"a":1}\n{"b":2}\n', 'both lines, in order, after it')
   d.write('{"c":3}\n')
+  t.equal(fs.readFileSync(file, 'utf8'), '{"a":1}\n', 'the next ones are held within the turn')
+  await new Promise(resolve => setImmediate(resolve))
+  t.equal(fs.readFileSync(file, 'utf8'), '{"a":1}\n{"b":2}\n{"c":3}\n', 'and written, in order, after it')
+  d.write('{"d":4}\n')
   d.flushSync()
-  t.equal(fs.readFileSync(file, 'utf8'), '{"a":1}\n{"b":2}\n{"c":3}\n', 'flushSync writes at once')
+  t.equal(fs.readFileSync(file, 'utf8'), '{"a":1}\n{"b":2}\n{"c":3}\n{"d":4}\n', 'flushSync writes at once')
+})
+
+t.test('a line after idleMs without a write goes out at once', async t => {
+  const { file, fd } = tempFile(t)
+  const d = turnBuffered(fd, { idleMs: 50 })
+  d.write('first\n')
+  d.write('second\n')
+  t.equal(fs.readFileSync(file, 'utf8'), 'first\n', 'second held')
+  await sleep(100)
+  t.equal(fs.readFileSync(file, 'utf8'), 'first\nsecond\n', 'written at the end of its turn')
+  d.write('third\n')
+  t.equal(fs.readFileSync(file, 'utf8'), 'first\nsecond\nthird\n', 'after 100 ms idle: at once')
 })
 
 t.test('past highWaterMark the buffer is written without waiting for the turn', async t => {
   const { file, fd } = tempFile(t)
-  const d = turnBuffered(fd, { highWaterMark: 16 })
+  const d = turnBuffered(fd, { highWaterMark: 16, idleMs: 60000 })
+  d.write('\n')
   d.write('0123456789\n')
-  t.equal(fs.readFileSync(file, 'utf8'), '', 'under the mark: held')
+  t.equal(fs.readFileSync(file, 'utf8'), '\n', 'under the mark: held')
   d.write('abcdefghij\n')
-  t.equal(fs.readFileSync(file, 'utf8'), '0123456789\nabcdefghij\n', 'over it: written')
+  t.equal(fs.readFileSync(file, 'utf8'), '\n0123456789\nabcdefghij\n', 'over it: written')
 })
 
 t.test('flush(cb), the way pino calls it', async t => {
   const { file, fd } = tempFile(t)
-  const d = turnBuffered(fd)
+  const d = turnBuffered(fd, { idleMs: 60000 })
+  d.write('w\n')
   d.write('x\n')
+  t.equal(fs.readFileSync(file, 'utf8'), 'w\n')
   await new Promise(resolve => d.flush(resolve))
-  t.equal(fs.readFileSync(file, 'utf8'), 'x\n')
+  t.equal(fs.readFileSync(file, 'utf8'), 'w\nx\n')
 })
 
 t.test('process.exit in the same turn loses nothing', async t => {
-  const r = await child("d.write('before exit\\n'); process.exit(3)").done
+  const r = await child("d.write('first\\n'); d.write('before exit\\n'); process.exit(3)").done
   t.equal(r.code, 3)
-  t.equal(r.out, 'before exit\n')
+  t.equal(r.out, 'first\nbefore exit\n')
 })
 
 t.test('an uncaught exception in the same turn loses nothing', async t => {
-  const r = await child("d.write('before the throw\\n'); throw new Error('boom')").done
+  const r = await child("d.write('first\\n'); d.write('before the throw\\n'); throw new Error('boom')").done
   t.equal(r.code, 1)
-  t.equal(r.out, 'before the throw\n')
+  t.equal(r.out, 'first\nbefore the throw\n')
   t.match(r.err, /Error: boom/)
 })
 
