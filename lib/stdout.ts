@@ -9,9 +9,9 @@
 // (a worker replaced for hanging is): an exit of any other kind (process.exit,
 // an uncaught exception through die(), a signal Node handles) flushes first.
 // A line that comes after idleMs without a write goes out at once, so at low
-// traffic no line waits, and the last line before a hang is not lost. The write is synchronous and retried
-// while the pipe is full (a slow reader slows this worker down; nothing is
-// dropped), as pino.destination({ sync: true }) does.
+// traffic no line waits, and the last line before a hang is not lost. The
+// write is synchronous and retried while the pipe is full (a slow reader slows
+// this worker down; nothing is dropped), as pino.destination({ sync: true }) does.
 import fs from 'node:fs'
 
 export interface TurnBufferedOptions {
