@@ -5,17 +5,19 @@
 // served 9–14k req/s where cluster served 22k. Here the lines of one turn of
 // the event loop go out in one write, at the end of that turn.
 //
-// What a worker logged is lost only if it is SIGKILLed within the same turn
-// (a worker replaced for hanging is): an exit of any other kind (process.exit,
-// an uncaught exception through die(), a signal Node handles) flushes first.
-// A line that comes after idleMs without a write goes out at once, so at low
-// traffic no line waits, and the last line before a hang is not lost. The
-// write is synchronous and retried while the pipe is full (a slow reader slows
-// this worker down; nothing is dropped), as pino.destination({ sync: true }) does.
+// An exit through Node (process.exit, an uncaught exception through die(), a
+// signal Node handles, the loop running dry) flushes first, and lines logged
+// in 'exit' listeners go out at once. A worker that dies without exiting
+// (SIGKILL, as one replaced for hanging is; an out-of-memory abort; a crash in
+// native code) loses the lines of its last turn, but only under load: a line
+// that comes after idleMs without a write goes out at once, so at low traffic
+// no line waits. The write is synchronous and retried while the pipe is full
+// (a slow reader slows this worker down; nothing is dropped), as
+// pino.destination({ sync: true }) does.
 import fs from 'node:fs'
 
 export interface TurnBufferedOptions {
-  /** Written at once past this many buffered bytes, without waiting for the turn's end. Default 64 KiB, a pipe's capacity (pipe(7)). */
+  /** Written at once past this many buffered characters, without waiting for the turn's end. Default 64 Ki. */
   highWaterMark?: number
   /** A line after this long without a write is written at once. Default 1 ms: under load, turns follow each other more closely. */
   idleMs?: number
@@ -51,6 +53,8 @@ export function turnBuffered (fd: number, { highWaterMark = 64 * 1024, idleMs = 
   let bytes = 0
   let scheduled: NodeJS.Immediate | null = null
   let wroteAt = -Infinity
+  // No immediate runs once 'exit' is emitted.
+  let exiting = false
 
   const flushSync = (): void => {
     if (scheduled !== null) {
@@ -64,13 +68,16 @@ export function turnBuffered (fd: number, { highWaterMark = 64 * 1024, idleMs = 
     writeAll(fd, buf)
     wroteAt = performance.now()
   }
-  process.on('exit', flushSync)
+  process.on('exit', () => {
+    exiting = true
+    flushSync()
+  })
 
   return {
     write (line) {
       lines.push(line)
       bytes += line.length
-      if (bytes >= highWaterMark || (lines.length === 1 && performance.now() - wroteAt >= idleMs)) flushSync()
+      if (exiting || bytes >= highWaterMark || (lines.length === 1 && performance.now() - wroteAt >= idleMs)) flushSync()
       // setImmediate runs after this turn's I/O callbacks: every request the
       // turn served has logged by then.
       else if (scheduled === null) scheduled = setImmediate(flushSync)

@@ -25,9 +25,12 @@ function tempFile (t) {
 /**
  * A child that runs `body` with `d`, a turnBuffered(1) that holds every line
  * after the first until the turn ends; resolves with its exit and what it wrote.
+ * fd 1 is made non-blocking first, as the worker's is once it touches
+ * process.stdout (libuv sets O_NONBLOCK): a full pipe then returns EAGAIN.
  */
 function child (body, { read = true } = {}) {
-  const p = spawn(process.execPath, ['-e', `const d = require(${MODULE}).turnBuffered(1, { idleMs: 60000 });\n${body}`], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const prelude = `process.stdout; const d = require(${MODULE}).turnBuffered(1, { idleMs: 60000 });`
+  const p = spawn(process.execPath, ['-e', `${prelude}\n${body}`], { stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   p.stderr.on('data', c => { err += c })
@@ -97,15 +100,25 @@ t.test('an uncaught exception in the same turn loses nothing', async t => {
   t.match(r.err, /Error: boom/)
 })
 
+t.test('lines logged in an exit listener go out', async t => {
+  const r = await child("d.write('first\\n'); process.on('exit', () => { d.write('exit 1\\n'); d.write('exit 2\\n') }); setTimeout(() => { d.write('last\\n'); process.exit(0) }, 20)").done
+  t.equal(r.code, 0)
+  t.equal(r.out, 'first\nlast\nexit 1\nexit 2\n')
+})
+
 t.test('a full pipe: the writer waits for the reader, and every line arrives', async t => {
-  // 2 MiB in one turn, while nobody reads the 64 KiB pipe for 300 ms.
+  // 2 MiB in one turn, while nobody reads the pipe for 300 ms: fd 1 is
+  // non-blocking (O_NONBLOCK, 04000 in /proc's octal flags), so the writes
+  // meet EAGAIN and must be retried.
   const line = JSON.stringify({ msg: 'x'.repeat(1000) }) + '\n'
-  const c = child(`const line = ${JSON.stringify(line)}; for (let i = 0; i < 2048; i++) d.write(line); setImmediate(() => process.stderr.write('flushed'))`, { read: false })
+  const c = child(`const flags = /flags:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/fdinfo/1', 'utf8'))[1]; process.stderr.write('flags ' + flags + ' '); const line = ${JSON.stringify(line)}; for (let i = 0; i < 2048; i++) d.write(line); setImmediate(() => process.stderr.write('flushed'))`, { read: false })
   await sleep(300)
   c.readAll()
   const r = await c.done
   t.equal(r.code, 0)
   t.match(r.err, /flushed/)
+  const flags = /flags (\d+)/.exec(r.err)?.[1]
+  t.ok(flags && (parseInt(flags, 8) & 0o4000) !== 0, `fd 1 is non-blocking (flags ${flags})`)
   const lines = r.out.split('\n')
   t.equal(lines.pop(), '', 'ends with a whole line')
   t.equal(lines.length, 2048, 'every line')
