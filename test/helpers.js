@@ -98,6 +98,34 @@ async function waitFor (fn, { timeout = 10000, interval = 25, what = 'condition'
  * Starts `fastify-reuseport start ...`; resolves once every slot is served.
  * Lines of its stdout are parsed as pino JSON where they are.
  */
+/**
+ * Spawns argv with stdout and stderr read into one text. `ready` resolves
+ * with match(text) once that is truthy after stdout data, and rejects if the
+ * child exits first; what names the child in that error.
+ */
+function spawnUntil (what, argv, options, match) {
+  const child = spawn(argv[0], argv.slice(1), { ...options, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', d => { out += d })
+  child.stderr.on('data', d => { out += d })
+  const ready = new Promise((resolve, reject) => {
+    child.stdout.on('data', () => {
+      const found = match(out)
+      if (found) resolve(found)
+    })
+    child.once('exit', code => reject(new Error(`${what} exited ${code}: ${out}`)))
+  })
+  return { child, ready, output: () => out }
+}
+
+const FASTIFY_CLI = path.join(ROOT, 'node_modules', 'fastify-cli', 'cli.js')
+
+/** The real fastify-cli: `fastify start <args> test/fixtures/cli-app.js`; `ready` resolves once it logs that it listens. */
+function fastifyStart (args, { bin = process.execPath, env = {} } = {}) {
+  return spawnUntil('fastify start', [bin, FASTIFY_CLI, 'start', ...args, path.join(FIXTURES, 'cli-app.js')], { env: { ...process.env, ...env } },
+    out => out.includes('Server listening'))
+}
+
 async function startCli (args, { env = {}, ready = true, timeout = 20000, wrap = [] } = {}) {
   // wrap: a command that execs the rest, such as ['ip', 'netns', 'exec', name].
   const argv = [...wrap, process.execPath, CLI, 'start', ...args]
@@ -280,6 +308,6 @@ function toolchainFreePath (dir) {
   return dir
 }
 
-module.exports = { ROOT, CLI, FIXTURES, fdCount, tcpFdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, startCli, load, paced, hasCommand }
+module.exports = { ROOT, CLI, FIXTURES, fdCount, tcpFdCount, freePort, alive, childrenOf, processesWith, sleep, waitFor, spawnUntil, fastifyStart, startCli, load, paced, hasCommand }
 
 Object.assign(module.exports, { NODE_MAJORS, nodeBinary, onNode, prebuildsMissing, toolchainFreePath })

@@ -2,23 +2,7 @@
 
 // The real fastify-cli: `fastify start` twice on one port, both serve.
 const t = require('tap')
-const { spawn } = require('node:child_process')
-const path = require('node:path')
-const { FIXTURES, ROOT, freePort, load } = require('../helpers')
-
-const FASTIFY_CLI = path.join(ROOT, 'node_modules', 'fastify-cli', 'cli.js')
-
-function fastifyStart (args) {
-  const child = spawn(process.execPath, [FASTIFY_CLI, 'start', ...args, path.join(FIXTURES, 'cli-app.js')], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', d => { out += d })
-  child.stderr.on('data', d => { out += d })
-  const listening = new Promise((resolve, reject) => {
-    child.stdout.on('data', () => { if (out.includes('Server listening')) resolve() })
-    child.once('exit', code => reject(new Error(`fastify start exited ${code}: ${out}`)))
-  })
-  return { child, listening, output: () => out }
-}
+const { fastifyStart, freePort, load } = require('../helpers')
 
 for (const [name, args] of [['-a 127.0.0.1', ['-a', '127.0.0.1']], ['default address', []]]) {
   t.test(`two "fastify start ${name} -p P app.js" processes serve one port`, async t => {
@@ -26,7 +10,7 @@ for (const [name, args] of [['-a 127.0.0.1', ['-a', '127.0.0.1']], ['default add
     const a = fastifyStart([...args, '-p', String(port), '-l', 'info'])
     const b = fastifyStart([...args, '-p', String(port), '-l', 'info'])
     t.teardown(() => { a.child.kill('SIGKILL'); b.child.kill('SIGKILL') })
-    await Promise.all([a.listening, b.listening])
+    await Promise.all([a.ready, b.ready])
     const r = await load({ url: `http://127.0.0.1:${port}`, durationMs: 1500, connections: 4, keepAlive: false })
     t.equal(r.failed, 0, 'no failed request')
     t.ok(r.pids[a.child.pid] > 0 && r.pids[b.child.pid] > 0, `both processes serve: ${JSON.stringify(r.pids)}`)

@@ -8,9 +8,8 @@
 const t = require('tap')
 const { execFileSync, spawn } = require('node:child_process')
 const path = require('node:path')
-const { FIXTURES, NODE_MAJORS, ROOT, freePort, load, nodeBinary, onNode, prebuildsMissing, startCli, waitFor } = require('../helpers')
+const { FIXTURES, NODE_MAJORS, ROOT, fastifyStart, freePort, load, nodeBinary, onNode, prebuildsMissing, startCli, waitFor } = require('../helpers')
 
-const FASTIFY_CLI = path.join(ROOT, 'node_modules', 'fastify-cli', 'cli.js')
 // What users install is prebuilds/linux-x64/node.napi.glibc.node: load that
 // (node-gyp-build skips build/ with PREBUILDS_ONLY) where npm test made it.
 const PREBUILT = prebuildsMissing() === null
@@ -28,18 +27,6 @@ function runTapFile (bin, file) {
     child.stderr.on('data', d => { out += d })
     child.once('exit', code => resolve({ code, out, summary: /^# (\{ total: \d+.*\})$/m.exec(out)?.[1] ?? '(no summary)' }))
   })
-}
-
-function fastifyStart (bin, port) {
-  const child = spawn(bin, [FASTIFY_CLI, 'start', '-a', '127.0.0.1', '-p', String(port), '-l', 'info', path.join(FIXTURES, 'cli-app.js')], { env: { ...process.env, ...ENV }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout.on('data', d => { out += d })
-  child.stderr.on('data', d => { out += d })
-  const listening = new Promise((resolve, reject) => {
-    child.stdout.on('data', () => { if (out.includes('Server listening')) resolve() })
-    child.once('exit', code => reject(new Error(`fastify start exited ${code}: ${out}`)))
-  })
-  return { child, listening }
 }
 
 for (const major of NODE_MAJORS) {
@@ -71,10 +58,11 @@ for (const major of NODE_MAJORS) {
 
     t.test('fastify-cli with the plugin: two "fastify start" processes share a port', async t => {
       const port = await freePort()
-      const a = fastifyStart(bin, port)
-      const b = fastifyStart(bin, port)
+      const args = ['-a', '127.0.0.1', '-p', String(port), '-l', 'info']
+      const a = fastifyStart(args, { bin, env: ENV })
+      const b = fastifyStart(args, { bin, env: ENV })
       t.teardown(() => { a.child.kill('SIGKILL'); b.child.kill('SIGKILL') })
-      await Promise.all([a.listening, b.listening])
+      await Promise.all([a.ready, b.ready])
       // Under steady new connections, both eventually get some: the kernel hashes each one.
       const pids = {}
       await waitFor(async () => {

@@ -8,11 +8,11 @@
 // The x64 glibc one runs the addon and plugin tests on every Node line:
 // test/unit/node-versions.test.js.
 const t = require('tap')
-const { execFileSync, spawn } = require('node:child_process')
+const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
 const { request } = require('undici')
-const { ROOT, hasCommand, nodeBinary, prebuildsMissing } = require('../helpers')
+const { ROOT, hasCommand, nodeBinary, prebuildsMissing, spawnUntil } = require('../helpers')
 
 const missing = prebuildsMissing()
 const prebuilt = (dir, libc) => path.join(ROOT, 'prebuilds', dir, `node.napi.${libc}.node`)
@@ -69,36 +69,27 @@ const SERVE = `
     .listen({ fd }, () => console.log(JSON.stringify({ port, file })))
 `
 
+/** arm64 Node under qemu-user with the prebuilt binaries only; `ready` resolves with the first line it prints, as JSON. */
+function arm64Spawn (args, env) {
+  return spawnUntil('arm64 node', [QEMU, '-L', '/usr/aarch64-linux-gnu', arm64Node.bin, ...args], { cwd: ROOT, env: { ...process.env, PREBUILDS_ONLY: '1', ...env } },
+    out => out.includes('\n') && JSON.parse(out.split('\n')[0]))
+}
+
 t.test('the arm64 glibc binary serves a request on arm64 Node under qemu-user', { skip: arm64Node.why ?? false }, async t => {
-  const child = spawn(QEMU, ['-L', '/usr/aarch64-linux-gnu', arm64Node.bin, '-e', SERVE],
-    { cwd: ROOT, env: { ...process.env, PREBUILDS_ONLY: '1' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const { child, ready: started } = arm64Spawn(['-e', SERVE], {})
   t.teardown(() => child.kill('SIGKILL'))
-  let out = ''
-  child.stdout.on('data', d => { out += d })
-  child.stderr.on('data', d => { out += d })
-  const ready = await new Promise((resolve, reject) => {
-    child.stdout.on('data', () => { if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0])) })
-    child.once('exit', code => reject(new Error(`arm64 node exited ${code}: ${out}`)))
-  })
+  const ready = await started
   t.equal(path.relative(ROOT, ready.file), 'prebuilds/linux-arm64/node.napi.glibc.node', 'node-gyp-build picked the arm64 glibc binary')
   const res = await request(`http://127.0.0.1:${ready.port}/`)
   t.same(await res.body.json(), { arch: 'arm64', pid: child.pid }, 'an arm64 process served the request on the listener it made')
 })
 
 t.test('the plugin on arm64 Node under qemu-user', { skip: arm64Node.why ?? false }, async t => {
-  const child = spawn(QEMU, ['-L', '/usr/aarch64-linux-gnu', arm64Node.bin, path.join(ROOT, 'test', 'fixtures', 'serve.js')], {
-    cwd: ROOT, env: { ...process.env, PREBUILDS_ONLY: '1', LISTEN: JSON.stringify({ port: 0, host: '127.0.0.1' }) }, stdio: ['ignore', 'pipe', 'pipe']
-  })
+  const { child, ready: started, output } = arm64Spawn([path.join(ROOT, 'test', 'fixtures', 'serve.js')], { LISTEN: JSON.stringify({ port: 0, host: '127.0.0.1' }) })
   t.teardown(() => child.kill('SIGKILL'))
-  let out = ''
-  child.stdout.on('data', d => { out += d })
-  child.stderr.on('data', d => { out += d })
-  const ready = await new Promise((resolve, reject) => {
-    child.stdout.on('data', () => { if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0])) })
-    child.once('exit', code => reject(new Error(`arm64 node exited ${code}: ${out}`)))
-  })
+  const ready = await started
   t.notOk(ready.error, `the plugin listens: ${JSON.stringify(ready)}`)
-  t.notMatch(out, /FST_REUSEPORT_UNSUPPORTED/, 'with the addon, not the fallback')
+  t.notMatch(output(), /FST_REUSEPORT_UNSUPPORTED/, 'with the addon, not the fallback')
   const res = await request(`http://127.0.0.1:${ready.listening[0].port}/`)
   t.same(await res.body.json(), { pid: child.pid }, 'and serves')
 })
