@@ -2,11 +2,11 @@
 import fs from 'node:fs'
 import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
-import { FST_REUSEPORT_INVALID_ARGUMENT } from './errors'
+import { FST_REUSEPORT_INVALID_ARGUMENT } from './shared/errors'
 import type { Logger } from 'pino'
-import { BALANCERS, type Balancer } from './options'
-import { parseSize } from './policy'
-import { makeLogger, start, type StartOptions } from './supervisor'
+import { BALANCERS, type Balancer } from './supervisor/options'
+import { parseSize } from './supervisor/policy'
+import { makeLogger, start, type StartOptions } from './supervisor/start'
 
 const HELP = `Usage: fastify-reuseport start [options] <app-file>
 

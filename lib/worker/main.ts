@@ -3,15 +3,15 @@
 // inherited sockets, and drains when told to.
 import type net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
-import reuseport from '../index'
+import { plugin as reuseport } from '../plugin/plugin'
 import { describeLoadError, loadApp } from './app'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
-import { openChannel, type Channel } from './channel'
-import { acceptedConnections, drain, trackSessions, type OpenConnections } from './drain'
-import { handDown } from './listen'
-import { LISTENERS_ENV, inheritedListeners } from './listener'
-import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
-import { loadNative } from './native'
+import { openChannel, type Channel } from '../shared/channel'
+import { acceptedConnections, drain, trackSessions, type OpenConnections } from '../plugin/drain'
+import { handDown } from '../plugin/listen'
+import { LISTENERS_ENV, inheritedListeners } from '../shared/listener'
+import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../shared/messages'
+import { loadNative } from '../shared/native'
 import { openConnections, shed } from './shed'
 import { turnBuffered } from './stdout'
 
@@ -81,7 +81,7 @@ async function boot (config: WorkerConfig, counter: { requests: number }): Promi
     base: { pid: process.pid, slot: config.slot },
     // Not pino's default destination: it writes asynchronously, and with a
     // reader that cannot keep up (the supervisor pauses our pipe then) whole
-    // lines went missing, 1 or 2 in 180. lib/stdout.ts writes synchronously,
+    // lines went missing, 1 or 2 in 180. lib/worker/stdout.ts writes synchronously,
     // once per event-loop turn, and a slow reader slows this worker down.
     ...(config.prettyLogs ? { transport: { target: 'pino-pretty' } } : { stream: turnBuffered(1) })
   }
@@ -137,7 +137,7 @@ async function main (): Promise<void> {
     process.exit(2)
   }
   channel = openChannel(config.control)
-  // Our stdout and stderr are pipes the supervisor reads (lib/logs.ts): a
+  // Our stdout and stderr are pipes the supervisor reads (lib/supervisor/logs.ts): a
   // supervisor that is gone must not turn a log line into a crash mid-drain
   // (pino's own destination ignores EPIPE likewise).
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
@@ -183,7 +183,7 @@ async function main (): Promise<void> {
   channel.on('close', () => { void stop() })
   channel.unref()
   // A connection from the queue of a slot that has no worker right now
-  // (lib/handoff.ts). Node's IPC channel carries it: only it passes sockets.
+  // (lib/supervisor/handoff.ts). Node's IPC channel carries it: only it passes sockets.
   process.on('message', (message: unknown, socket?: net.Socket) => {
     if (socket !== undefined && (message as { type?: unknown } | null)?.type === HANDOFF) {
       // Even while draining: it is answered with Connection: close, not reset.

@@ -2,7 +2,7 @@
 export const kPatched = Symbol('fastify-reuseport.patched')
 export const kListeners = Symbol('fastify-reuseport.listeners')
 export const kAccepted = Symbol('fastify-reuseport.accepted')
-// Connection rebalancing (lib/shed.ts): a socket told to close after its next
+// Connection rebalancing (lib/worker/shed.ts): a socket told to close after its next
 // response, the server's shedding state, and its HTTP/2 sessions.
 export const kShed = Symbol('fastify-reuseport.shed')
 export const kShedding = Symbol('fastify-reuseport.shedding')

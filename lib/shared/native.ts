@@ -91,8 +91,8 @@ function readInstallError (root: string): string | null {
 function load (): NativeLoad {
   const facts = { platform: process.platform, arch: process.arch, libc: libc(), loadError: null, installError: null }
   if (process.platform !== 'linux') return { binding: null, reason: unsupportedReason(facts) }
-  // dist/lib/native.js -> the package root, where build/ and prebuilds/ live.
-  const root = path.join(__dirname, '..', '..')
+  // dist/lib/shared/native.js -> the package root, where build/ and prebuilds/ live.
+  const root = path.join(__dirname, '..', '..', '..')
   try {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => { supported: boolean }
     const binding = nodeGypBuild(root)

@@ -1,5 +1,5 @@
 // The worker's log destination. Each worker writes to a pipe of its own that
-// the supervisor forwards line by line (lib/logs.ts). A write per line, as
+// the supervisor forwards line by line (lib/supervisor/logs.ts). A write per line, as
 // pino's sync destination does, wakes the supervisor once per line: at -l info
 // under load that was 2 writes and 2 forwards per request, and fastify-reuseport
 // served 9–14k req/s where cluster served 22k. Here the lines of one turn of

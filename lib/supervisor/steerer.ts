@@ -1,10 +1,10 @@
-// Executes the steering decisions of lib/balance.ts on one reuseport group:
+// Executes the steering decisions of lib/supervisor/balance.ts on one reuseport group:
 // a single classic BPF program, attached through slot 0's sockets (any socket
 // of a group attaches for all of it) or detached, back to the kernel's hash.
 import type { Logger } from 'pino'
 import { rebalanceDecision, rebalanceHistory, steeringState, steeringWeights, type RebalanceDecision, type RebalanceHistory, type SlotLoad, type SteeringState } from './balance'
-import type { Listener } from './listener'
-import type { NativeBinding } from './native'
+import type { Listener } from '../shared/listener'
+import type { NativeBinding } from '../shared/native'
 import { steerProgram } from './steering'
 
 export class Steerer {

@@ -119,7 +119,7 @@ function openSockets (server: net.Server): HttpSocket[] | null {
 /** Node's ConnectionsList: every connection, and those with a request arriving. */
 export interface ConnectionsList<S> { all (): Array<{ socket?: S | null }>, active (): Array<{ socket?: S | null }> }
 
-/** That list itself, for the drain here and for rebalancing (lib/shed.ts); null where it does not exist. */
+/** That list itself, for the drain here and for rebalancing (lib/worker/shed.ts); null where it does not exist. */
 export function connectionsList<S extends net.Socket> (server: net.Server): ConnectionsList<S> | null {
   const symbol = Object.getOwnPropertySymbols(server).find(s => s.description === 'http.server.connections')
   const list = symbol === undefined ? undefined : (server as unknown as Record<symbol, Partial<ConnectionsList<S>> | undefined>)[symbol]

@@ -3,9 +3,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import url from 'node:url'
 import type { FastifyPluginAsync, FastifyPluginCallback, FastifyServerOptions } from 'fastify'
-import { FST_REUSEPORT_APP_INVALID, FST_REUSEPORT_APP_NOT_FOUND } from './errors'
-import { LISTENERS_ENV } from './listener'
-import type { ErrorInfo } from './messages'
+import { FST_REUSEPORT_APP_INVALID, FST_REUSEPORT_APP_NOT_FOUND } from '../shared/errors'
+import { LISTENERS_ENV } from '../shared/listener'
+import type { ErrorInfo } from '../shared/messages'
 
 export interface LoadedApp {
   plugin: FastifyPluginAsync | FastifyPluginCallback

@@ -1,5 +1,5 @@
 // The protocol between the supervisor and its workers, spoken over the
-// private control channel (lib/channel.ts).
+// private control channel (lib/shared/channel.ts).
 /** What the supervisor tells a worker through its environment, which the worker removes before the app loads. */
 export interface WorkerConfig {
   app: string
@@ -47,7 +47,7 @@ export type WorkerMessage =
 
 export type SupervisorMessage =
   | { type: 'drain' }
-  /** End this many kept-alive connections gracefully (lib/shed.ts): the slot holds more than its share. */
+  /** End this many kept-alive connections gracefully (lib/worker/shed.ts): the slot holds more than its share. */
   | { type: 'shed', count: number }
 
 /** Over Node's IPC channel, with the socket as its handle: a connection from an orphaned slot's queue. */

@@ -1,56 +1,10 @@
+// start()'s options: what the programmatic API and the CLI's flags set,
+// validated once into the settings the supervisor runs with.
 import path from 'node:path'
-import { FST_REUSEPORT_INVALID_OPTION } from './errors'
-import { parsePort } from './listener'
+import { FST_REUSEPORT_INVALID_OPTION } from '../shared/errors'
+import { parsePort } from '../shared/listener'
+import { received, validateBacklog } from '../shared/validate'
 import { parseSize } from './policy'
-
-export interface FastifyReuseportOptions {
-  /** listen(2) backlog for sockets the plugin opens; a listen() `backlog` wins. Default 511, as Node. */
-  backlog?: number
-  /** For `::`, accept IPv6 only instead of dual-stack. Default false. */
-  ipv6Only?: boolean
-}
-
-export interface ResolvedOptions {
-  backlog: number
-  ipv6Only: boolean
-}
-
-const KNOWN = new Set(['backlog', 'ipv6Only'])
-
-/** How an error message shows the value it received. */
-export function received (value: unknown): string {
-  if (typeof value === 'string') return `'${value}'`
-  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value)
-  return Array.isArray(value) ? 'an array' : `type ${typeof value}`
-}
-
-export function validateBacklog (value: unknown, name = 'backlog'): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
-    throw new FST_REUSEPORT_INVALID_OPTION(name, 'must be a non-negative integer', received(value))
-  }
-  return value
-}
-
-/** Validates plugin options at register time, naming the option and the value received. */
-export function resolveOptions (opts: unknown): ResolvedOptions {
-  if (opts === undefined || opts === null) opts = {}
-  if (typeof opts !== 'object' || Array.isArray(opts)) {
-    throw new FST_REUSEPORT_INVALID_OPTION('options', 'must be an object', received(opts))
-  }
-  const o = opts as Record<string, unknown>
-  for (const key of Object.keys(o)) {
-    // fastify passes its own register options (prefix, ...) through to plugins.
-    if (!KNOWN.has(key) && key !== 'prefix' && key !== 'logLevel' && key !== 'logSerializers') {
-      throw new FST_REUSEPORT_INVALID_OPTION(key, 'is not an option of fastify-reuseport (known: backlog, ipv6Only)', received(o[key]))
-    }
-  }
-  const backlog = o.backlog === undefined ? 511 : validateBacklog(o.backlog)
-  if (o.ipv6Only !== undefined && typeof o.ipv6Only !== 'boolean') {
-    throw new FST_REUSEPORT_INVALID_OPTION('ipv6Only', 'must be a boolean', received(o.ipv6Only))
-  }
-  return { backlog, ipv6Only: o.ipv6Only === true }
-}
-
 
 /** Options of start() and of the CLI's flags. */
 export interface StartOptions {

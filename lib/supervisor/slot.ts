@@ -1,10 +1,11 @@
 // The slot table's records: a slot (one socket per address, owned by the
 // supervisor) and the worker processes started for it, with the figures
-// they report. Pure read-outs only; lib/supervisor.ts changes them.
+// they report. Pure read-outs only; the supervisor's parts change them.
 import type { SlotInfo, SlotState } from './handle'
-import type { Handoff } from './handoff'
-import type { Listener } from './listener'
+import type { Listener } from '../shared/listener'
+import type { Timer } from './clock'
 import { freshStallMemory, type ReplaceReason, type StallMemory } from './policy'
+import type { QueueHandoff } from './sockets'
 import type { WorkerProcess } from './spawn'
 
 export interface Worker {
@@ -13,7 +14,6 @@ export interface Worker {
   slot: Slot
   /** draining also covers a hung worker on its way out: no longer the slot's. */
   state: 'starting' | 'ready' | 'draining' | 'exited'
-  startedAt: number
   readyAt: number | null
   /** What it said it serves, when ready. */
   addresses: string[]
@@ -26,7 +26,7 @@ export interface Worker {
   requests: number
   /** Its own --max-requests with jitter (0: none). */
   requestLimit: number
-  /** The error it reported before it died (lib/worker.ts, die()). */
+  /** The error it reported before it died (lib/worker/main.ts, die()). */
   error: Error | null
 }
 
@@ -46,7 +46,7 @@ export interface Slot {
   /** Deaths before SETTLED_MS of readiness since a worker last settled (the crash-loop rule). */
   earlyDeaths: number
   lastExit: string | null
-  respawnTimer: NodeJS.Timeout | null
+  respawnTimer: Timer | null
   /** Connections accepted by this slot's earlier workers. */
   acceptedBefore: number
   stalled: boolean
@@ -57,7 +57,9 @@ export interface Slot {
   replaceAfter: number
   /** Lost its serving worker (crash, hang) and has no new one yet: its queue is handed off. */
   orphaned: boolean
-  handoff: Handoff | null
+  /** Its queue is handed over no sooner than this (lets simultaneous deaths be seen first). */
+  handoffAfter: number
+  handoff: QueueHandoff | null
   handedOffBefore: number
 }
 
@@ -81,6 +83,7 @@ export function newSlot (index: number, listeners: Listener[]): Slot {
     replacements: { hung: 0, memory: 0, requests: 0 },
     replaceAfter: 0,
     orphaned: false,
+    handoffAfter: 0,
     handoff: null,
     handedOffBefore: 0
   }
@@ -106,6 +109,43 @@ export function slotInfo (s: Slot, queued: number): SlotInfo {
     rss: w?.rss ?? 0,
     requests: w?.requests ?? 0,
     restarts: s.restarts,
+    stalls: s.stalls,
+    replacements: { ...s.replacements },
+    handedOff: s.handedOffBefore + (s.handoff?.count ?? 0),
+    lastExit: s.lastExit
+  }
+}
+
+/** A slot as plain data: what the supervisor knows of it, for snapshot(). */
+export interface SlotSnapshot {
+  index: number
+  fds: number[]
+  worker: number | null
+  workers: Array<{ pid: number, state: Worker['state'] }>
+  retiring: boolean
+  stalled: boolean
+  orphaned: boolean
+  restarts: number
+  failures: number
+  earlyDeaths: number
+  stalls: number
+  replacements: Record<ReplaceReason, number>
+  handedOff: number
+  lastExit: string | null
+}
+
+export function slotSnapshot (s: Slot): SlotSnapshot {
+  return {
+    index: s.index,
+    fds: s.listeners.map(l => l.fd),
+    worker: s.worker?.pid ?? null,
+    workers: [...s.workers].map(w => ({ pid: w.pid, state: w.state })),
+    retiring: s.retiring,
+    stalled: s.stalled,
+    orphaned: s.orphaned,
+    restarts: s.restarts,
+    failures: s.failures,
+    earlyDeaths: s.earlyDeaths,
     stalls: s.stalls,
     replacements: { ...s.replacements },
     handedOff: s.handedOffBefore + (s.handoff?.count ?? 0),

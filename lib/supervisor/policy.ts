@@ -192,3 +192,37 @@ export function formatSize (bytes: number): string {
   }
   return `${bytes}B`
 }
+
+/** A worker silent this long is hung, not slow: it cannot drain, so it is not waited for. */
+export function hung (silentMs: number, stallTimeout: number): boolean {
+  return silentMs > Math.max(1000, stallTimeout)
+}
+
+/** What the hand-off rule sees of one slot. */
+export interface HandoffSample {
+  orphaned: boolean
+  hasWorker: boolean
+  closed: boolean
+  retiring: boolean
+  /** A hand-off serves its queue now. */
+  active: boolean
+  /** Not before this: simultaneous deaths are seen within milliseconds, and a connection passed to a dead worker would be lost. */
+  handoffAfter: number
+}
+
+/**
+ * Whether a slot's queue should be handed to the other workers now: it lost
+ * its worker and has no new one, some other worker serves, and the
+ * supervisor is not shutting down. A retiring slot keeps a hand-off it has
+ * (its queue must still be served) but gets no new one.
+ */
+export function handoffWanted (s: HandoffSample, now: number, othersServe: boolean, closing: boolean): boolean {
+  if (closing || s.closed || !s.orphaned || s.hasWorker || !othersServe) return false
+  if (s.retiring) return s.active
+  return s.active || now >= s.handoffAfter
+}
+
+/** A worker that reported within two intervals: a killed one stops at once, before its exit is seen. */
+export function freshHealth (now: number, healthAt: number, healthMs: number): boolean {
+  return now - healthAt <= 2 * healthMs
+}

@@ -1,10 +1,10 @@
-// The worker's side of rebalancing (lib/balance.ts): how many connections it
+// The worker's side of rebalancing (lib/supervisor/balance.ts): how many connections it
 // holds, and ending some kept-alive ones gracefully so that their clients
 // reconnect, and the supervisor's steering places them on another slot.
 import type http from 'node:http'
 import type net from 'node:net'
-import { connectionsList } from './drain'
-import { kListeners, kSessions, kShed, kShedding } from './symbols'
+import { connectionsList } from '../plugin/drain'
+import { kListeners, kSessions, kShed, kShedding } from '../plugin/symbols'
 
 interface Http2Session {
   closed: boolean

@@ -5,9 +5,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import cluster from 'node:cluster'
 import type net from 'node:net'
 import path from 'node:path'
-import { Channel } from './channel'
-import { LISTENERS_ENV, type Listener } from './listener'
-import { WORKER_ENV, type WorkerConfig } from './messages'
+import { Channel } from '../shared/channel'
+import { LISTENERS_ENV, type Listener } from '../shared/listener'
+import { WORKER_ENV, type SupervisorMessage, type WorkerConfig } from '../shared/messages'
 
 export interface Exit {
   code: number | null
@@ -16,11 +16,20 @@ export interface Exit {
   error: Error | null
 }
 
+/** The supervisor's end of a worker's control channel (lib/shared/channel.ts). */
+export interface ControlChannel {
+  readonly open: boolean
+  send: (message: SupervisorMessage) => Promise<void>
+  on: (event: 'message', listener: (message: unknown) => void) => unknown
+  off: (event: 'message', listener: (message: unknown) => void) => unknown
+}
+
 export interface WorkerProcess {
   /** -1 when spawn() failed. */
   pid: number
+  /** Node's IPC channel lives on it: the hand-off passes connections through it. */
   child: ChildProcess | null
-  channel: Channel | null
+  channel: ControlChannel | null
   /** Resolves once the process is gone and its last messages are read, or at once when it could not start. */
   exited: Promise<Exit>
   kill (signal: NodeJS.Signals): void
@@ -31,13 +40,11 @@ export interface SpawnSpec {
   config: Omit<WorkerConfig, 'control'>
   /** Node options before the worker script (--require, --import). */
   preload: string[]
-  /** Where the worker's stdout and stderr go: inherited, or pipes of their own. */
-  output: 'inherit' | 'pipe'
   /** Fork through Node's cluster module (the cluster balancer): its listen() goes through our cluster primary. */
   viaCluster: boolean
 }
 
-const WORKER_SCRIPT = path.join(__dirname, 'worker.js')
+const WORKER_SCRIPT = path.join(__dirname, '..', 'worker', 'main.js')
 // stdio index = fd number in the child: 3 is Node's IPC channel (the app's
 // process.send, and connections handed over), 4 our control channel, the
 // slot's listeners follow.
@@ -46,18 +53,24 @@ const CONTROL_FD = 4
 // unless something else holds the channel open.
 const LAST_WORDS_MS = 1000
 
-export function spawnWorker ({ listeners, config, preload, output, viaCluster }: SpawnSpec): WorkerProcess {
+/** Spawns a worker: the supervisor's spawner, replaced by a fake in the in-process tests. */
+export type Spawner = (spec: SpawnSpec) => WorkerProcess
+
+// Each worker writes to pipes of its own; only whole lines reach ours (lib/supervisor/logs.ts).
+const OUTPUT = 'pipe'
+
+export function spawnWorker ({ listeners, config, preload, viaCluster }: SpawnSpec): WorkerProcess {
   const inherited = listeners.map((l, i) => ({ ...l, fd: CONTROL_FD + 1 + i }))
   const env: Record<string, string> = { [WORKER_ENV]: JSON.stringify({ ...config, control: CONTROL_FD } satisfies WorkerConfig) }
   if (inherited.length > 0) env[LISTENERS_ENV] = JSON.stringify(inherited)
   let child: ChildProcess
   try {
     if (viaCluster) {
-      setupCluster(preload, output)
+      setupCluster(preload)
       child = cluster.fork(env).process
     } else {
       child = spawn(process.execPath, [...process.execArgv, ...preload, WORKER_SCRIPT], {
-        stdio: ['inherit', output, output, 'ipc', 'pipe', ...listeners.map(l => l.fd)],
+        stdio: ['inherit', OUTPUT, OUTPUT, 'ipc', 'pipe', ...listeners.map(l => l.fd)],
         env: { ...process.env, ...env }
       })
     }
@@ -92,7 +105,7 @@ export function spawnWorker ({ listeners, config, preload, output, viaCluster }:
 let clusterReady = false
 
 /** Round-robin, as on every platform but Windows by default: the primary deals connections out in turn. */
-function setupCluster (preload: string[], output: 'inherit' | 'pipe'): void {
+function setupCluster (preload: string[]): void {
   if (clusterReady) return
   clusterReady = true
   // Read once, by the first setupPrimary (lib/internal/cluster/primary.js).
@@ -100,7 +113,7 @@ function setupCluster (preload: string[], output: 'inherit' | 'pipe'): void {
   cluster.setupPrimary({
     exec: WORKER_SCRIPT,
     execArgv: [...process.execArgv, ...preload],
-    stdio: ['inherit', output, output, 'ipc', 'pipe']
+    stdio: ['inherit', OUTPUT, OUTPUT, 'ipc', 'pipe']
   })
 }
 

@@ -1,0 +1,109 @@
+// start(): validates the options, picks the balancer, opens the slots and
+// starts their workers; resolves to the running supervisor's handle.
+import fs from 'node:fs'
+import pino, { type Logger } from 'pino'
+import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_UNSUPPORTED } from '../shared/errors'
+import { resolveHost } from '../shared/listener'
+import { loadNative } from '../shared/native'
+import { systemClock } from './clock'
+import type { Settings } from './context'
+import { availableCpus } from './cpus'
+import type { SupervisorHandle } from './handle'
+import { resolveStartOptions, type StartOptions, type StartSettings } from './options'
+import { clusterSockets, reuseportSockets, type SlotSockets } from './sockets'
+import { spawnWorker } from './spawn'
+import { Supervisor } from './supervisor'
+
+export type { StartOptions } from './options'
+
+// A stuck worker gets its share of new connections until it is steered out:
+// detection time is what this feature sells. 20 health reports/s per worker
+// cost well under 1% of a core.
+const HEALTH_MS = 50
+
+/** The supervisor's logger: pino, JSON lines, or pino-pretty with -P. */
+export function makeLogger (level: string, pretty: boolean): Logger {
+  const options = { level, base: { pid: process.pid, role: 'supervisor' } }
+  // Through process.stdout, the stream the workers' lines are forwarded to
+  // (lib/supervisor/logs.ts): pino's own fd writes could land inside a
+  // forwarded line still queued there, since stdout on a pipe is non-blocking.
+  return pretty ? pino({ ...options, transport: { target: 'pino-pretty' } }) : pino(options, process.stdout)
+}
+
+/** What every worker is told, derived once from the settings. */
+export function workerSettings (s: StartSettings, fallbackReason: string | null): Settings {
+  return {
+    ...s,
+    config: {
+      app: s.app,
+      logLevel: s.logLevel,
+      prettyLogs: s.prettyLogs,
+      useOptions: s.useOptions,
+      prefix: s.prefix,
+      pluginTimeout: s.pluginTimeout,
+      bodyLimit: s.bodyLimit,
+      idleMs: Math.min(1000, Math.max(50, Math.floor(s.graceMs / 4))),
+      graceMs: s.graceMs,
+      healthMs: s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250,
+      countRequests: s.maxRequests > 0,
+      listen: s.balancer === 'cluster' ? { port: s.port, host: s.host, backlog: s.backlog } : null
+    },
+    fallbackReason
+  }
+}
+
+/** Runs an app on N workers, each serving its own SO_REUSEPORT socket owned here. */
+export async function start (options: StartOptions & { logger?: Logger }): Promise<SupervisorHandle> {
+  const s = resolveStartOptions(options)
+  const workers = s.workers === 'auto' ? availableCpus() : s.workers
+  const log = options.logger ?? makeLogger(s.logLevel, s.prettyLogs)
+  if (!fs.existsSync(s.app)) throw new FST_REUSEPORT_APP_NOT_FOUND(s.app)
+
+  // Where SO_REUSEPORT cannot balance (macOS, Windows, no addon), Node's
+  // cluster round-robin serves instead: same flags, signals, drain, respawn.
+  const { binding, reason } = loadNative()
+  if (s.balancer === 'reuseport' && binding === null) throw new FST_REUSEPORT_UNSUPPORTED(reason)
+  const balancer = s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
+  const settings = workerSettings({ ...s, balancer }, s.balancer === undefined ? reason : null)
+  const sockets: SlotSockets = binding === null || balancer === 'cluster'
+    ? clusterSockets(s.port)
+    : reuseportSockets(binding, { addresses: await resolveHost(s.host), port: s.port, backlog: s.backlog, ipv6Only: s.ipv6Only, balance: s.balance, slots: workers }, log)
+  const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner: spawnWorker })
+  try {
+    await supervisor.open(workers)
+    if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
+  } catch (err) {
+    // The caller reports the error: a failed start says nothing else.
+    await supervisor.shutdown(0, true)
+    throw err
+  }
+  logStarted(supervisor, settings, sockets, log)
+  return supervisor
+}
+
+function logStarted (supervisor: Supervisor, settings: Settings, sockets: SlotSockets, log: Logger): void {
+  const { addresses } = supervisor
+  const slots = supervisor.slots()
+  for (const s of slots) {
+    log.info({ slot: s.slot, workerPid: s.pid, addresses }, `slot ${s.slot + 1} of ${slots.length}: worker ${s.pid} serving ${addresses.join(', ')}`)
+  }
+  if (sockets.balancer === 'cluster') {
+    const why = settings.fallbackReason ?? 'forced by --balancer cluster'
+    log.info({ balancer: 'cluster', reason: why },
+      `safety nets: balancer cluster round-robin (${why}): the supervisor accepts every connection and passes it to a worker; no socket handoff, no steering`)
+  } else {
+    const migrate = readMigrateReq()
+    log.info({ balancer: 'reuseport', handoff: true, tcpMigrateReq: migrate, steering: sockets.steering },
+      `safety nets: socket handoff on; net.ipv4.tcp_migrate_req ${migrate === null ? 'unavailable (Linux < 5.14)' : migrate ? 'on' : 'off'}; classic BPF steering ${sockets.steering ? 'attached on demand' : 'unavailable'}`)
+  }
+  if (supervisor.metricsPort !== null) log.info(`metrics: http://${addresses[0]?.replace(/:\d+$/, '')}:${supervisor.metricsPort}/metrics`)
+}
+
+/** net.ipv4.tcp_migrate_req of this network namespace: null before Linux 5.14. */
+export function readMigrateReq (): boolean | null {
+  try {
+    return fs.readFileSync('/proc/sys/net/ipv4/tcp_migrate_req', 'utf8').trim() === '1'
+  } catch {
+    return null
+  }
+}
