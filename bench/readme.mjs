@@ -1,9 +1,9 @@
-// Copies the latest results into README.md between <!-- NAME:start --> and <!-- NAME:end -->.
+// Copies the latest results into bench/README.md between <!-- NAME:start --> and <!-- NAME:end -->.
 import fs from 'node:fs'
 import path from 'node:path'
 import { ROOT } from './lib.mjs'
 
-const readme = path.join(ROOT, 'README.md')
+const readme = path.join(ROOT, 'bench', 'README.md')
 let text = fs.readFileSync(readme, 'utf8')
 for (const [name, file] of [['bench', 'results.md'], ['chaos', 'chaos.md'], ['stall', 'stall.md']]) {
   const source = path.join(ROOT, 'bench', 'results', file)

@@ -732,7 +732,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     if (this.binding !== null) closeListeners(this.binding, slot.listeners)
   }
 
-  /** Steers new connections (DESIGN.md, "Steering"; lib/steerer.ts). */
+  /** Steers new connections (docs/design.md, "Steering"; lib/steerer.ts). */
   private updateSteering (): void {
     if (!this.closing) this.steerer?.update(this.loads(), Date.now())
   }
