@@ -218,7 +218,7 @@ async function runHooks (fastify: FastifyInstance, limitMs: number): Promise<voi
 }
 
 /**
- * Drains a worker without failing a request (DESIGN.md, "Draining"), for
+ * Drains a worker without failing a request (docs/design.md, "Draining"), for
  * every server type fastify makes (http, https, http2 with and without TLS
  * and allowHTTP1), and never calls a method a server type lacks:
  * - stop accepting, on this process's copies of the listeners only;

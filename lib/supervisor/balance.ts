@@ -1,4 +1,4 @@
-// Balancing connections across slots (DESIGN.md, "Hash imbalance with few
+// Balancing connections across slots (docs/design.md, "Few long-lived
 // connections"). The kernel hashes each new connection to a socket: fair for
 // many short connections, lopsided for a proxy's small keep-alive pool that
 // then carries all the traffic for hours (4 connections on 2 workers split 3–1
