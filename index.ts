@@ -9,6 +9,7 @@ export type { ReplaceReason } from './lib/supervisor/policy'
 export type { SupervisorHandle, SupervisorEvents, SlotState, SlotInfo } from './lib/supervisor/handle'
 export { start } from './lib/supervisor/start'
 export { steerProgram } from './lib/supervisor/steering'
+export { errorCodes } from './lib/common/errors'
 
 export { plugin as fastifyReuseport }
 export default plugin

@@ -1,10 +1,10 @@
 import cluster from 'node:cluster'
 import net from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import type { NativeBinding } from '../shared/native'
+import type { NativeBinding } from '../common/native'
 import type { ResolvedOptions } from './options'
-import { validateBacklog } from '../shared/validate'
-import { LISTENERS_ENV, closeListeners, inheritedListeners, openListeners, parsePort, resolveHost, type Listener } from '../shared/listener'
+import { validateBacklog } from '../common/validate'
+import { LISTENERS_ENV, closeListeners, inheritedListeners, openListeners, parsePort, resolveHost, type Listener } from '../common/listener'
 import { kListeners, kPatched } from './symbols'
 import { countConnections } from './drain'
 

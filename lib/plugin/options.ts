@@ -1,6 +1,6 @@
 // The plugin's options, validated at register time.
-import { FST_REUSEPORT_INVALID_OPTION } from '../shared/errors'
-import { received, validateBacklog } from '../shared/validate'
+import { FST_REUSEPORT_INVALID_OPTION } from '../common/errors'
+import { received, validateBacklog } from '../common/validate'
 
 export interface FastifyReuseportOptions {
   /** listen(2) backlog for sockets the plugin opens; a listen() `backlog` wins. Default 511, as Node. */

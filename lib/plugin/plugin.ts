@@ -3,7 +3,7 @@
 // opens an SO_REUSEPORT socket itself so that N processes can share a port.
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import { loadNative } from '../shared/native'
+import { loadNative } from '../common/native'
 import { resolveOptions, type FastifyReuseportOptions } from './options'
 import { inClusterWorker, isSupervised, patchListen } from './listen'
 import { decorateDrain, type DrainHook } from './drain'

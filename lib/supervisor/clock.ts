@@ -4,14 +4,14 @@ export interface Timer { unref?: () => unknown }
 
 export interface Clock {
   now: () => number
-  /** Never keeps the process alive by itself. */
+  /** Keeps the process alive until it fires, unless unref'd. */
   setTimeout: (fn: () => void, ms: number) => Timer
   clearTimeout: (timer: Timer | null) => void
 }
 
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms).unref(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
   clearTimeout: timer => { if (timer !== null) clearTimeout(timer as NodeJS.Timeout) }
 }
 

@@ -2,7 +2,7 @@
 // its sockets, the slot table and the events it emits. One value, passed
 // down, so that each part can be built and tested with fakes of the others.
 import type { Logger } from 'pino'
-import type { WorkerConfig } from '../shared/messages'
+import type { WorkerConfig } from '../common/messages'
 import type { Clock } from './clock'
 import type { SupervisorEvents } from './handle'
 import type { StartSettings } from './options'

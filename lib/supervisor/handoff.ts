@@ -8,9 +8,9 @@
 // runs while every slot has a worker.
 import type { ChildProcess } from 'node:child_process'
 import net from 'node:net'
-import type { Listener } from '../shared/listener'
-import { HANDOFF } from '../shared/messages'
-import type { NativeBinding } from '../shared/native'
+import type { Listener } from '../common/listener'
+import { HANDOFF } from '../common/messages'
+import type { NativeBinding } from '../common/native'
 
 export class Handoff {
   private readonly servers: net.Server[] = []

@@ -1,8 +1,8 @@
 // One worker's life: spawned on its slot's fds, ready (it now serves the
 // slot), draining (replaced, retired, shut down), exited. Its exit goes to
 // the recovery (lib/supervisor/recovery.ts) whatever the reason.
-import { FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_WORKER_FAILED, reviveError } from '../shared/errors'
-import { isFatalMessage, isWorkerMessage, type SupervisorMessage } from '../shared/messages'
+import { FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_WORKER_FAILED, reviveError } from '../common/errors'
+import { isFatalMessage, isWorkerMessage, type SupervisorMessage } from '../common/messages'
 import type { Context } from './context'
 import { createLineForwarder, type LineForwarder } from './logs'
 import { freshStallMemory, hung, requestLimit } from './policy'
@@ -152,7 +152,7 @@ export class Lifecycle {
     const message: SupervisorMessage = { type: 'drain' }
     void worker.proc.channel?.send(message)
     // The worker gives up on its own at graceMs; this is for one that cannot.
-    const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), settings.graceMs + 1000)
+    const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), settings.closeGraceDelay + 1000)
     void worker.proc.exited.then(() => clock.clearTimeout(kill))
   }
 

@@ -3,7 +3,7 @@
 // without processes), and the monitor executes them. Stalls steer a slot
 // out and back in, hangs and limits replace workers, a crash loop ends the
 // supervisor, and the balancer evens out a few long-lived connections.
-import type { SupervisorMessage } from '../shared/messages'
+import type { SupervisorMessage } from '../common/messages'
 import type { Context } from './context'
 import {
   crashLooping, freshHealth, healthySlot, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS, stallReason,
@@ -123,11 +123,14 @@ export class Monitor {
 
   start (): void {
     const every = this.ctx.settings.stallTimeout > 0 ? SAMPLE_MS : CHECK_MS
+    // The workers' pipes and channels keep the process alive, not the tick.
     const loop = (): void => {
       this.tick()
       if (!this.ctx.table.closing) this.timer = this.ctx.clock.setTimeout(loop, every)
+      this.timer?.unref?.()
     }
     this.timer = this.ctx.clock.setTimeout(loop, every)
+    this.timer.unref?.()
   }
 
   stop (): void {

@@ -1,8 +1,8 @@
 // What is asked of the supervisor (reload, scale) and the graceful
 // replacements its rules call for: one at a time, in order, so that capacity
 // never drops below N-1 and no two operations fight over a slot.
-import { FST_REUSEPORT_INVALID_OPTION } from '../shared/errors'
-import { received } from '../shared/validate'
+import { FST_REUSEPORT_INVALID_OPTION } from '../common/errors'
+import { received } from '../common/validate'
 import { sleep } from './clock'
 import type { Context } from './context'
 import type { Lifecycle } from './lifecycle'
@@ -99,7 +99,7 @@ export class Operations {
     // grace period to complete.
     const deadline = clock.now() + settings.handshakeGrace
     // A worker that cannot empty its queue (stuck) gets the close grace delay more, not forever.
-    const giveUp = deadline + settings.graceMs
+    const giveUp = deadline + settings.closeGraceDelay
     const served = (): boolean => slot.worker?.state === 'ready' || slot.handoff !== null
     while (served() && (clock.now() < deadline || (sockets.queued(slot.listeners) > 0 && clock.now() < giveUp))) await sleep(clock, 20)
     if (slot.worker !== null) this.lifecycle.drain(slot.worker)

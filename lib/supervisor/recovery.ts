@@ -40,7 +40,7 @@ export class Recovery {
       `${table.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
     emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
     // The hand-off waits until handoffAfter: look again then.
-    clock.setTimeout(() => table.changed(), 2 * settings.config.healthMs)
+    clock.setTimeout(() => table.changed(), 2 * settings.config.healthMs).unref?.()
     this.scheduleRespawn(slot, delay)
   }
 

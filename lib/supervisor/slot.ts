@@ -2,7 +2,7 @@
 // supervisor) and the worker processes started for it, with the figures
 // they report. Pure read-outs only; the supervisor's parts change them.
 import type { SlotInfo, SlotState } from './handle'
-import type { Listener } from '../shared/listener'
+import type { Listener } from '../common/listener'
 import type { Timer } from './clock'
 import { freshStallMemory, type ReplaceReason, type StallMemory } from './policy'
 import type { QueueHandoff } from './sockets'

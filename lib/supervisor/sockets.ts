@@ -4,8 +4,8 @@
 // cluster primary. The rest of the supervisor never asks which.
 import type { ChildProcess } from 'node:child_process'
 import type { Logger } from 'pino'
-import { closeListeners, openListeners, type Listener } from '../shared/listener'
-import type { NativeBinding } from '../shared/native'
+import { closeListeners, openListeners, type Listener } from '../common/listener'
+import type { NativeBinding } from '../common/native'
 import type { RebalanceDecision, SlotLoad } from './balance'
 import { Handoff } from './handoff'
 import { Steerer } from './steerer'

@@ -5,9 +5,9 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import cluster from 'node:cluster'
 import type net from 'node:net'
 import path from 'node:path'
-import { Channel } from '../shared/channel'
-import { LISTENERS_ENV, type Listener } from '../shared/listener'
-import { WORKER_ENV, type SupervisorMessage, type WorkerConfig } from '../shared/messages'
+import { Channel } from '../common/channel'
+import { LISTENERS_ENV, type Listener } from '../common/listener'
+import { WORKER_ENV, type SupervisorMessage, type WorkerConfig } from '../common/messages'
 
 export interface Exit {
   code: number | null
@@ -16,7 +16,7 @@ export interface Exit {
   error: Error | null
 }
 
-/** The supervisor's end of a worker's control channel (lib/shared/channel.ts). */
+/** The supervisor's end of a worker's control channel (lib/common/channel.ts). */
 export interface ControlChannel {
   readonly open: boolean
   send: (message: SupervisorMessage) => Promise<void>

@@ -2,9 +2,9 @@
 // starts their workers; resolves to the running supervisor's handle.
 import fs from 'node:fs'
 import pino, { type Logger } from 'pino'
-import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_UNSUPPORTED } from '../shared/errors'
-import { resolveHost } from '../shared/listener'
-import { loadNative } from '../shared/native'
+import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_UNSUPPORTED } from '../common/errors'
+import { resolveHost } from '../common/listener'
+import { loadNative } from '../common/native'
 import { systemClock } from './clock'
 import type { Settings } from './context'
 import { availableCpus } from './cpus'
@@ -38,12 +38,12 @@ export function workerSettings (s: StartSettings, fallbackReason: string | null)
       app: s.app,
       logLevel: s.logLevel,
       prettyLogs: s.prettyLogs,
-      useOptions: s.useOptions,
+      useOptions: s.options,
       prefix: s.prefix,
       pluginTimeout: s.pluginTimeout,
       bodyLimit: s.bodyLimit,
-      idleMs: Math.min(1000, Math.max(50, Math.floor(s.graceMs / 4))),
-      graceMs: s.graceMs,
+      idleMs: Math.min(1000, Math.max(50, Math.floor(s.closeGraceDelay / 4))),
+      graceMs: s.closeGraceDelay,
       healthMs: s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250,
       countRequests: s.maxRequests > 0,
       listen: s.balancer === 'cluster' ? { port: s.port, host: s.host, backlog: s.backlog } : null

@@ -3,8 +3,8 @@
 // of a group attaches for all of it) or detached, back to the kernel's hash.
 import type { Logger } from 'pino'
 import { rebalanceDecision, rebalanceHistory, steeringState, steeringWeights, type RebalanceDecision, type RebalanceHistory, type SlotLoad, type SteeringState } from './balance'
-import type { Listener } from '../shared/listener'
-import type { NativeBinding } from '../shared/native'
+import type { Listener } from '../common/listener'
+import type { NativeBinding } from '../common/native'
 import { steerProgram } from './steering'
 
 export class Steerer {

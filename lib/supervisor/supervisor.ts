@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events'
 import type http from 'node:http'
 import type { Logger } from 'pino'
-import { FST_REUSEPORT_CRASH_LOOP } from '../shared/errors'
+import { FST_REUSEPORT_CRASH_LOOP } from '../common/errors'
 import { sleep, type Clock, type Timer } from './clock'
 import type { Context, Settings } from './context'
 import type { SlotInfo, SupervisorHandle } from './handle'
@@ -92,6 +92,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
   private reap (): void {
     this.ctx.sockets.reap([...this.table.workers()].map(w => w.pid))
     if (!this.table.closing) this.reaper = this.ctx.clock.setTimeout(() => this.reap(), 1000)
+    this.reaper?.unref?.()
   }
 
   async serveMetrics (port: number, host: string): Promise<void> {

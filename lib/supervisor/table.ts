@@ -2,7 +2,7 @@
 // each, and which processes were started for them. Every state change ends
 // in changed(): one hook re-steers, reconciles the hand-offs and emits,
 // instead of each caller remembering which of those it owes.
-import type { Listener } from '../shared/listener'
+import type { Listener } from '../common/listener'
 import type { SlotLoad } from './balance'
 import { newSlot, type Slot, type Worker } from './slot'
 

@@ -3,9 +3,9 @@ import fs from 'node:fs'
 import path from 'node:path'
 import url from 'node:url'
 import type { FastifyPluginAsync, FastifyPluginCallback, FastifyServerOptions } from 'fastify'
-import { FST_REUSEPORT_APP_INVALID, FST_REUSEPORT_APP_NOT_FOUND } from '../shared/errors'
-import { LISTENERS_ENV } from '../shared/listener'
-import type { ErrorInfo } from '../shared/messages'
+import { FST_REUSEPORT_APP_INVALID, FST_REUSEPORT_APP_NOT_FOUND } from '../common/errors'
+import { LISTENERS_ENV } from '../common/listener'
+import type { ErrorInfo } from '../common/messages'
 
 export interface LoadedApp {
   plugin: FastifyPluginAsync | FastifyPluginCallback

@@ -3,7 +3,7 @@
 // The addon against the real kernel: sockets on loopback, no mocks.
 const t = require('tap')
 const net = require('node:net')
-const { loadNative } = require('../../dist/lib/shared/native')
+const { loadNative } = require('../../dist/lib/common/native')
 const { steerProgram } = require('../../dist/index')
 const { fdCount, sleep, waitFor } = require('../helpers')
 

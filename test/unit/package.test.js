@@ -104,7 +104,7 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
     const rebuilt = spawnSync('npm', ['rebuild', 'fastify-reuseport', '--foreground-scripts'], { cwd: app, env, encoding: 'utf8', timeout: 60000 })
     t.equal(rebuilt.status, 0, 'npm rebuild (the install script) succeeds')
     t.equal((rebuilt.stdout + rebuilt.stderr).split('\n').filter(l => l.startsWith('fastify-reuseport:')).length, 1, 'its script printed one line')
-    t.ok(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and left it for lib/shared/native.ts')
+    t.ok(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and left it for lib/common/native.ts')
     const script = spawnSync('node', [path.join(pkg, 'native', 'install.js')], { cwd: pkg, env, encoding: 'utf8', timeout: 60000 })
     t.equal(script.status, 0, 'the install script exits 0')
     const lines = (script.stdout + script.stderr).trim().split('\n')

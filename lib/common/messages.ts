@@ -1,5 +1,5 @@
 // The protocol between the supervisor and its workers, spoken over the
-// private control channel (lib/shared/channel.ts).
+// private control channel (lib/common/channel.ts).
 /** What the supervisor tells a worker through its environment, which the worker removes before the app loads. */
 export interface WorkerConfig {
   app: string

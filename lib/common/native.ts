@@ -91,7 +91,7 @@ function readInstallError (root: string): string | null {
 function load (): NativeLoad {
   const facts = { platform: process.platform, arch: process.arch, libc: libc(), loadError: null, installError: null }
   if (process.platform !== 'linux') return { binding: null, reason: unsupportedReason(facts) }
-  // dist/lib/shared/native.js -> the package root, where build/ and prebuilds/ live.
+  // dist/lib/common/native.js -> the package root, where build/ and prebuilds/ live.
   const root = path.join(__dirname, '..', '..', '..')
   try {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => { supported: boolean }

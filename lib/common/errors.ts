@@ -32,6 +32,20 @@ export const FST_REUSEPORT_UNSUPPORTED = createError(
 export const FST_REUSEPORT_CRASH_LOOP = createError(
   'FST_REUSEPORT_CRASH_LOOP', 'No worker has served for %d ms: every slot keeps failing (last: %s); exiting so that the restart policy takes over')
 
+/** Every error code of the catalogue, as fastify exports its own (fastify.errorCodes). */
+export const errorCodes = {
+  FST_REUSEPORT_INVALID_OPTION,
+  FST_REUSEPORT_INVALID_PORT,
+  FST_REUSEPORT_INVALID_ARGUMENT,
+  FST_REUSEPORT_APP_NOT_FOUND,
+  FST_REUSEPORT_APP_INVALID,
+  FST_REUSEPORT_WORKER_FAILED,
+  FST_REUSEPORT_READY_TIMEOUT,
+  FST_REUSEPORT_INHERITED,
+  FST_REUSEPORT_UNSUPPORTED,
+  FST_REUSEPORT_CRASH_LOOP
+}
+
 /** An error sent by a worker (ErrorInfo), as an Error again: the cause of FST_REUSEPORT_WORKER_FAILED and of crash lines. */
 export function reviveError (info: { name: string, message: string, code?: string, stack: string }): Error & { code?: string } {
   const err: Error & { code?: string } = new Error(info.message)
