@@ -118,9 +118,10 @@ export class Lifecycle {
         if (m.type === 'ready') {
           worker.addresses = m.addresses
           finish(null)
+        } else if (m.type === 'error') {
+          // The 'fatal' message before it carried the error itself: Node's text, with the location of a syntax error.
+          finish(new FST_REUSEPORT_WORKER_FAILED(n, `${m.message} (${m.code})`, ...(worker.error ? [{ cause: worker.error }] : [])))
         }
-        // The 'fatal' message before it carried the error itself: Node's text, with the location of a syntax error.
-        else if (m.type === 'error') finish(new FST_REUSEPORT_WORKER_FAILED(n, `${m.message} (${m.code})`, ...(worker.error ? [{ cause: worker.error }] : [])))
       }
       const finish = (err: Error | null): void => {
         if (settled) return
