@@ -27,6 +27,20 @@ export interface NativeBinding {
   dup (fd: number): number
   /** Sets FD_CLOEXEC on fd, so that processes spawned later do not inherit it. */
   setCloexec (fd: number): void
+  /** One datagram to systemd's notify socket (a path, or @abstract), with fds as SCM_RIGHTS. */
+  notify (path: string, message: string, fds: number[]): void
+  /** What an inherited socket is: its address, and whether it is a listening stream socket with SO_REUSEPORT. */
+  socketInfo (fd: number): SocketInfo
+}
+
+export interface SocketInfo {
+  address: string
+  /** 0: neither IPv4 nor IPv6. */
+  family: 0 | 4 | 6
+  port: number
+  stream: boolean
+  listening: boolean
+  reusePort: boolean
 }
 
 export type NativeLoad =

@@ -31,6 +31,34 @@ export interface SlotInfo {
   lastExit: string | null
 }
 
+/** A slot as plain data: what the supervisor knows of it, for snapshot(). */
+export interface SlotSnapshot {
+  index: number
+  fds: number[]
+  worker: number | null
+  workers: Array<{ pid: number, state: 'starting' | 'ready' | 'draining' | 'exited' }>
+  retiring: boolean
+  stalled: boolean
+  orphaned: boolean
+  restarts: number
+  failures: number
+  earlyDeaths: number
+  stalls: number
+  replacements: Record<ReplaceReason, number>
+  handedOff: number
+  lastExit: string | null
+}
+
+/** The supervisor's state as one plain value. */
+export interface SupervisorSnapshot {
+  balancer: 'reuseport' | 'cluster'
+  port: number
+  addresses: string[]
+  lastServedAt: number
+  closing: boolean
+  slots: SlotSnapshot[]
+}
+
 /** The events a SupervisorHandle emits. */
 export interface SupervisorEvents {
   /** Any slot state change. */
@@ -60,6 +88,8 @@ export interface SupervisorHandle extends EventEmitter {
   /** Pids of the workers that serve, in slot order. */
   pids (): number[]
   slots (): SlotInfo[]
+  /** The supervisor's state as one plain value: slots, their fds and workers, counters. */
+  snapshot (): SupervisorSnapshot
   /** Rolling restart, slot by slot, re-reading the app from disk. Rejects, keeping the old workers, when a new one fails. */
   reload (): Promise<void>
   /** Adds or retires slots until there are n. Retiring steers a slot out, serves what is queued on it, then closes it. */

@@ -1,7 +1,7 @@
 // The slot table's records: a slot (one socket per address, owned by the
 // supervisor) and the worker processes started for it, with the figures
 // they report. Pure read-outs only; the supervisor's parts change them.
-import type { SlotInfo, SlotState } from './handle'
+import type { SlotInfo, SlotSnapshot, SlotState } from './handle'
 import type { Listener } from '../common/listener'
 import type { Timer } from './clock'
 import { freshStallMemory, type ReplaceReason, type StallMemory } from './policy'
@@ -114,24 +114,6 @@ export function slotInfo (s: Slot, queued: number): SlotInfo {
     handedOff: s.handedOffBefore + (s.handoff?.count ?? 0),
     lastExit: s.lastExit
   }
-}
-
-/** A slot as plain data: what the supervisor knows of it, for snapshot(). */
-export interface SlotSnapshot {
-  index: number
-  fds: number[]
-  worker: number | null
-  workers: Array<{ pid: number, state: Worker['state'] }>
-  retiring: boolean
-  stalled: boolean
-  orphaned: boolean
-  restarts: number
-  failures: number
-  earlyDeaths: number
-  stalls: number
-  replacements: Record<ReplaceReason, number>
-  handedOff: number
-  lastExit: string | null
 }
 
 export function slotSnapshot (s: Slot): SlotSnapshot {

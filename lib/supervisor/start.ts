@@ -3,7 +3,7 @@
 import fs from 'node:fs'
 import pino, { type Logger } from 'pino'
 import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_UNSUPPORTED } from '../common/errors'
-import { resolveHost } from '../common/listener'
+import { closeListeners, resolveHost } from '../common/listener'
 import { loadNative } from '../common/native'
 import { systemClock } from './clock'
 import type { Settings } from './context'
@@ -13,6 +13,7 @@ import { resolveStartOptions, type StartOptions, type StartSettings } from './op
 import { clusterSockets, reuseportSockets, type SlotSockets } from './sockets'
 import { spawnWorker } from './spawn'
 import { Supervisor } from './supervisor'
+import { adoptable, inheritedSlots, Notifier } from './systemd'
 
 export type { StartOptions } from './options'
 
@@ -65,12 +66,25 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
   if (s.balancer === 'reuseport' && binding === null) throw new FST_REUSEPORT_UNSUPPORTED(reason)
   const balancer = s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
   const settings = workerSettings({ ...s, balancer }, s.balancer === undefined ? reason : null)
-  const sockets: SlotSockets = binding === null || balancer === 'cluster'
-    ? clusterSockets(s.port)
-    : reuseportSockets(binding, { addresses: await resolveHost(s.host), port: s.port, backlog: s.backlog, ipv6Only: s.ipv6Only, balance: s.balance, slots: workers }, log)
-  const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner: spawnWorker })
+  const notifier = new Notifier(binding, process.env.NOTIFY_SOCKET, log)
+  let slots = workers
+  let sockets: SlotSockets
+  if (binding === null || balancer === 'cluster') {
+    sockets = clusterSockets(s.port)
+  } else {
+    // Sockets systemd kept for us (its fd store, or socket activation) are served as they are: what is queued on them waits for us.
+    const inherited = inheritedSlots(binding, process.env, process.pid, s.backlog, log)
+    const adopted = adoptable(inherited)
+    for (const [index, listeners] of inherited) if (index >= adopted) closeListeners(binding, listeners)
+    slots = Math.max(workers, adopted)
+    const first = inherited.get(0)
+    const addresses = first?.map(({ address, family }) => ({ address, family })) ?? await resolveHost(s.host)
+    sockets = reuseportSockets(binding, { addresses, port: first?.[0]?.port ?? s.port, backlog: s.backlog, ipv6Only: s.ipv6Only, balance: s.balance, slots, inherited }, log)
+    if (adopted > 0) log.info({ slots: adopted }, `systemd: adopted the listeners of ${adopted} slots (LISTEN_FDS): connections queued on them are served now`)
+  }
+  const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner: spawnWorker, notifier })
   try {
-    await supervisor.open(workers)
+    await supervisor.open(slots)
     if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
   } catch (err) {
     // The caller reports the error: a failed start says nothing else.
@@ -78,6 +92,8 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
     throw err
   }
   logStarted(supervisor, settings, sockets, log)
+  for (const slot of supervisor.snapshot().slots) notifier.store(slot.index, slot.fds)
+  notifier.ready(`${slots} workers serving ${supervisor.addresses.join(', ')}`)
   return supervisor
 }
 

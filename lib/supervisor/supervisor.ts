@@ -12,17 +12,28 @@ import type { Logger } from 'pino'
 import { FST_REUSEPORT_CRASH_LOOP } from '../common/errors'
 import { sleep, type Clock, type Timer } from './clock'
 import type { Context, Settings } from './context'
-import type { SlotInfo, SupervisorHandle } from './handle'
+import type { SlotInfo, SupervisorHandle, SupervisorSnapshot } from './handle'
 import { Lifecycle } from './lifecycle'
 import { serveMetrics } from './metrics'
 import { Monitor } from './monitor'
 import { Operations } from './operations'
 import { freshHealth, handoffWanted } from './policy'
 import { Recovery } from './recovery'
-import { slotInfo, slotSnapshot, type Slot, type SlotSnapshot } from './slot'
+import { slotInfo, slotSnapshot, type Slot } from './slot'
 import type { SlotSockets } from './sockets'
 import type { Spawner } from './spawn'
 import { SlotTable } from './table'
+
+/** What systemd is told (lib/supervisor/systemd.ts); nothing without $NOTIFY_SOCKET. */
+export interface ServiceManager {
+  ready: (status: string) => void
+  reloading: () => void
+  stopping: () => void
+  store: (slot: number, fds: number[]) => void
+  forget: (slot: number) => void
+}
+
+const NO_SERVICE_MANAGER: ServiceManager = { ready: () => {}, reloading: () => {}, stopping: () => {}, store: () => {}, forget: () => {} }
 
 export interface SupervisorDeps {
   settings: Settings
@@ -30,16 +41,7 @@ export interface SupervisorDeps {
   clock: Clock
   sockets: SlotSockets
   spawner: Spawner
-}
-
-/** The supervisor's state as one plain value. */
-export interface SupervisorSnapshot {
-  balancer: 'reuseport' | 'cluster'
-  port: number
-  addresses: string[]
-  lastServedAt: number
-  closing: boolean
-  slots: SlotSnapshot[]
+  notifier?: ServiceManager
 }
 
 export class Supervisor extends EventEmitter implements SupervisorHandle {
@@ -53,9 +55,11 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
   private metrics: http.Server | null = null
   private closed: Promise<void> | null = null
   private handoffTurn = 0
+  private readonly notifier: ServiceManager
 
-  constructor ({ settings, log, clock, sockets, spawner }: SupervisorDeps) {
+  constructor ({ settings, log, clock, sockets, spawner, notifier = NO_SERVICE_MANAGER }: SupervisorDeps) {
     super()
+    this.notifier = notifier
     this.table = new SlotTable(clock.now(), slot => this.onChange(slot))
     this.ctx = { settings, log, clock, sockets, table: this.table, emit: (event, ...args) => { this.emit(event, ...args) } }
     const recovery = new Recovery(this.ctx)
@@ -117,9 +121,22 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     }
   }
 
-  reload (): Promise<void> { return this.operations.reload() }
+  reload (): Promise<void> {
+    this.notifier.reloading()
+    return this.operations.reload().finally(() => { if (!this.table.closing) this.notifier.ready(`${this.table.slots.length} workers serving, reloaded`) })
+  }
 
-  scale (n: number): Promise<void> { return this.operations.scale(n) }
+  /** Added slots go into systemd's fd store, retired ones leave it. */
+  async scale (n: number): Promise<void> {
+    const before = this.table.slots.length
+    try {
+      await this.operations.scale(n)
+    } finally {
+      const after = this.table.slots
+      for (const s of after.slice(before)) this.notifier.store(s.index, s.listeners.map(l => l.fd))
+      for (let i = after.length; i < before; i++) this.notifier.forget(i)
+    }
+  }
 
   private info (s: Slot): SlotInfo {
     return slotInfo(s, this.ctx.sockets.queued(s.listeners))
@@ -177,6 +194,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
   private async doShutdown (drainDelay: number, quiet: boolean): Promise<void> {
     const { table, clock, log, sockets } = this.ctx
     table.closing = true
+    if (!quiet) this.notifier.stopping()
     this.monitor.stop()
     clock.clearTimeout(this.reaper)
     for (const s of table.slots) clock.clearTimeout(s.respawnTimer)
