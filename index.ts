@@ -4,6 +4,7 @@ import { loadNative } from './lib/native'
 import { resolveOptions, type FastifyReuseportOptions } from './lib/options'
 import { inClusterWorker, isSupervised, patchListen } from './lib/listen'
 import { decorateDrain, type DrainHook } from './lib/drain'
+import { shareKeyFile } from './lib/tls-key-file'
 
 export type { FastifyReuseportOptions } from './lib/options'
 export type { StartOptions, ReplaceReason } from './lib/supervisor'
@@ -32,6 +33,7 @@ declare module 'fastify' {
 async function fastifyReuseport (fastify: FastifyInstance, opts: FastifyReuseportOptions): Promise<void> {
   const options = resolveOptions(opts)
   decorateDrain(fastify)
+  if (options.tlsTicketKeys !== undefined) shareKeyFile(fastify, options.tlsTicketKeys)
   if (inClusterWorker()) return
   // A worker's slot fds are served by Node itself: it needs no addon.
   const { binding, reason } = isSupervised() ? { binding: null, reason: null } : loadNative()

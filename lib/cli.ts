@@ -76,11 +76,20 @@ Options (fastify-reuseport):
       --metrics-port <port>      Serve Prometheus metrics per slot at
                                  http://<address>:<port>/metrics (default off)
                                                                         [env: FASTIFY_METRICS_PORT]
+      --tls-ticket-rotation <ms> Rotate the TLS session ticket keys shared by
+                                 the workers this often; a session from just
+                                 before a rotation still resumes. 0: never
+                                 (default 3600000)                      [env: FASTIFY_TLS_TICKET_ROTATION]
+      --tls-ticket-keys <file>   Take the TLS session ticket keys from this
+                                 file (48 bytes: one key; 144: previous,
+                                 current, next), read again on SIGHUP, to
+                                 share sessions with other processes    [env: FASTIFY_TLS_TICKET_KEYS]
   -h, --help                     Show this help
 
 Signals:
   SIGHUP            rolling restart: each slot gets a new worker (the app is
-                    re-read from disk) before the old one drains
+                    re-read from disk) before the old one drains; the
+                    --tls-ticket-keys file is read again first
   SIGTERM, SIGINT   graceful shutdown: drain delay, drain every worker, exit 0;
                     a second signal exits at once with code 1
   SIGTTIN           add a worker slot
@@ -114,6 +123,8 @@ const OPTIONS = {
   'crash-loop-timeout': { type: 'string' },
   balancer: { type: 'string' },
   balance: { type: 'string' },
+  'tls-ticket-rotation': { type: 'string' },
+  'tls-ticket-keys': { type: 'string' },
   help: { type: 'boolean', short: 'h' }
 } as const
 
@@ -230,7 +241,9 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
       maxRequestsJitter: num('max-requests-jitter'),
       crashLoopTimeout: num('crash-loop-timeout'),
       balancer: balancer(get('balancer')),
-      balance: onOff('balance')
+      balance: onOff('balance'),
+      tlsTicketRotation: num('tls-ticket-rotation'),
+      tlsTicketKeys: get('tls-ticket-keys')
     },
     drainDelay: num('drain-delay') ?? 0
   }

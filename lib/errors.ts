@@ -32,6 +32,9 @@ export const FST_REUSEPORT_UNSUPPORTED = createError(
 export const FST_REUSEPORT_CRASH_LOOP = createError(
   'FST_REUSEPORT_CRASH_LOOP', 'No worker has served for %d ms: every slot keeps failing (last: %s); exiting so that the restart policy takes over')
 
+export const FST_REUSEPORT_TLS_TICKET_KEYS = createError(
+  'FST_REUSEPORT_TLS_TICKET_KEYS', 'TLS ticket key file %s: %s')
+
 /** An error sent by a worker (ErrorInfo), as an Error again: the cause of FST_REUSEPORT_WORKER_FAILED and of crash lines. */
 export function reviveError (info: { name: string, message: string, code?: string, stack: string }): Error & { code?: string } {
   const err: Error & { code?: string } = new Error(info.message)

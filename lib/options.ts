@@ -8,14 +8,21 @@ export interface FastifyReuseportOptions {
   backlog?: number
   /** For `::`, accept IPv6 only instead of dual-stack. Default false. */
   ipv6Only?: boolean
+  /**
+   * A TLS session ticket key file shared by several processes (48 bytes, or
+   * 144: previous, current, next), read at register and on SIGHUP. Ignored
+   * under fastify-reuseport start, whose supervisor hands out the keys.
+   */
+  tlsTicketKeys?: string
 }
 
 export interface ResolvedOptions {
   backlog: number
   ipv6Only: boolean
+  tlsTicketKeys: string | undefined
 }
 
-const KNOWN = new Set(['backlog', 'ipv6Only'])
+const KNOWN = new Set(['backlog', 'ipv6Only', 'tlsTicketKeys'])
 
 /** How an error message shows the value it received. */
 export function received (value: unknown): string {
@@ -41,14 +48,17 @@ export function resolveOptions (opts: unknown): ResolvedOptions {
   for (const key of Object.keys(o)) {
     // fastify passes its own register options (prefix, ...) through to plugins.
     if (!KNOWN.has(key) && key !== 'prefix' && key !== 'logLevel' && key !== 'logSerializers') {
-      throw new FST_REUSEPORT_INVALID_OPTION(key, 'is not an option of fastify-reuseport (known: backlog, ipv6Only)', received(o[key]))
+      throw new FST_REUSEPORT_INVALID_OPTION(key, 'is not an option of fastify-reuseport (known: backlog, ipv6Only, tlsTicketKeys)', received(o[key]))
     }
   }
   const backlog = o.backlog === undefined ? 511 : validateBacklog(o.backlog)
   if (o.ipv6Only !== undefined && typeof o.ipv6Only !== 'boolean') {
     throw new FST_REUSEPORT_INVALID_OPTION('ipv6Only', 'must be a boolean', received(o.ipv6Only))
   }
-  return { backlog, ipv6Only: o.ipv6Only === true }
+  if (o.tlsTicketKeys !== undefined && (typeof o.tlsTicketKeys !== 'string' || o.tlsTicketKeys === '')) {
+    throw new FST_REUSEPORT_INVALID_OPTION('tlsTicketKeys', 'must be the path of a key file', received(o.tlsTicketKeys))
+  }
+  return { backlog, ipv6Only: o.ipv6Only === true, tlsTicketKeys: o.tlsTicketKeys as string | undefined }
 }
 
 
@@ -106,6 +116,10 @@ export interface StartOptions {
    * long-lived connections to end some kept-alive ones gracefully. Default true.
    */
   balance?: boolean
+  /** Rotate the TLS session ticket keys every this many ms (previous, current and next are accepted); 0: never. Default 3600000. */
+  tlsTicketRotation?: number
+  /** Take the TLS session ticket keys from this file (48 or 144 bytes), read again on reload, instead of making them. */
+  tlsTicketKeys?: string
 }
 
 export type Balancer = 'reuseport' | 'cluster'
@@ -140,6 +154,8 @@ export interface StartSettings {
   /** undefined: reuseport where it works. */
   balancer: Balancer | undefined
   balance: boolean
+  tlsTicketRotation: number
+  tlsTicketKeys: string | undefined
 }
 
 function integer (name: string, value: unknown, fallback: number, min = 0): number {
@@ -159,6 +175,12 @@ function bool (name: string, value: unknown, fallback: boolean): boolean {
 function balancer (value: unknown): Balancer | undefined {
   if (value === undefined || BALANCERS.includes(value as Balancer)) return value as Balancer | undefined
   throw new FST_REUSEPORT_INVALID_OPTION('balancer', `must be one of ${BALANCERS.join(', ')}`, received(value))
+}
+
+function tlsTicketKeys (value: unknown): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value === '') throw new FST_REUSEPORT_INVALID_OPTION('tlsTicketKeys', 'must be the path of a key file', received(value))
+  return path.resolve(value)
 }
 
 /** Validates start()'s options, naming the option and the value received. */
@@ -204,6 +226,8 @@ export function resolveStartOptions (options: unknown): StartSettings {
     crashLoopTimeout: integer('crashLoopTimeout', o.crashLoopTimeout, 30000),
     metricsPort: o.metricsPort === undefined ? undefined : parsePort(o.metricsPort),
     balancer: balancer(o.balancer),
-    balance: bool('balance', o.balance, true)
+    balance: bool('balance', o.balance, true),
+    tlsTicketRotation: integer('tlsTicketRotation', o.tlsTicketRotation, 3600000),
+    tlsTicketKeys: tlsTicketKeys(o.tlsTicketKeys)
   }
 }

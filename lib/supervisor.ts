@@ -23,6 +23,7 @@ import { newSlot, slotInfo, type Slot, type Worker } from './slot'
 import { spawnWorker, type Exit } from './spawn'
 import type { SlotLoad } from './balance'
 import { Steerer } from './steerer'
+import { TicketKeeper } from './ticket-keeper'
 
 import type { SlotInfo, SupervisorHandle } from './handle'
 
@@ -133,6 +134,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   /** Each worker writes to pipes of its own; only whole lines reach ours. */
   private readonly stdout: LineForwarder = createLineForwarder(process.stdout)
   private readonly stderr: LineForwarder = createLineForwarder(process.stderr)
+  /** TLS session ticket keys, shared by every worker (lib/ticket-keeper.ts). */
+  private readonly tickets: TicketKeeper
 
   constructor (
     /** null under the cluster balancer: no slot sockets, no steering, no queue to read. */
@@ -141,6 +144,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     private readonly settings: Settings
   ) {
     super()
+    // First: a key file that cannot be used stops the start here.
+    this.tickets = new TicketKeeper({ rotationMs: settings.tlsTicketRotation, file: settings.tlsTicketKeys, log, broadcast: m => { for (const w of this.allWorkers()) void w.proc.channel?.send(m) } })
     // Nobody must outlive us, even on process.exit() from a second signal.
     process.once('exit', this.killAll)
   }
@@ -163,6 +168,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       this.port = Number(/:(\d+)$/.exec(this.addresses[0] ?? '')?.[1] ?? this.settings.port)
     }
     this.lastServedAt = Date.now()
+    this.tickets.start()
     this.ticker = setInterval(() => this.tick(), this.settings.stallTimeout > 0 ? SAMPLE_MS : CHECK_MS)
     this.ticker.unref()
     if (process.pid === 1 && this.binding !== null) {
@@ -232,6 +238,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     for (const s of this.slotList) {
       this.log.info({ slot: s.index, workerPid: s.worker?.pid, addresses: this.addresses }, `${this.line(s)}: worker ${s.worker?.pid} serving ${this.addresses.join(', ')}`)
     }
+    const tls = this.tickets.describe()
+    if (tls !== null) this.log.info({ tlsTickets: this.tickets.mode() }, tls)
     if (this.binding === null) {
       const why = this.settings.fallbackReason ?? 'forced by --balancer cluster'
       this.log.info({ balancer: 'cluster', reason: why },
@@ -286,6 +294,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const w = slot.worker
     if (w === null) return
     slot.acceptedBefore += w.accepted
+    slot.tlsBefore.resumed += w.tlsResumed
+    slot.tlsBefore.full += w.tlsFull
     slot.worker = null
   }
 
@@ -294,6 +304,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const proc = spawnWorker({ listeners: slot.listeners, config: { ...config, slot: slot.index }, preload, output: 'pipe', viaCluster: this.binding === null })
     if (proc.child?.stdout) this.stdout.add(proc.child.stdout)
     if (proc.child?.stderr) this.stderr.add(proc.child.stderr)
+    // Before it listens, its TLS server (if any) waits for these.
+    void proc.channel?.send(this.tickets.message())
     const now = Date.now()
     const worker: Worker = {
       proc,
@@ -309,6 +321,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       open: 0,
       rss: 0,
       requests: 0,
+      tlsResumed: 0,
+      tlsFull: 0,
       requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
       error: null
     }
@@ -316,6 +330,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     proc.channel?.on('message', (m: unknown) => {
       if (isFatalMessage(m)) worker.error = reviveError(m.error)
       if (!isWorkerMessage(m)) return
+      this.tickets.observe(m)
       if (m.type === 'health') {
         worker.healthAt = Date.now()
         worker.delayMs = m.delayMs
@@ -323,6 +338,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
         worker.open = m.open
         worker.rss = m.rss
         worker.requests = m.requests
+        worker.tlsResumed = m.tlsResumed ?? 0
+        worker.tlsFull = m.tlsFull ?? 0
       }
     })
     void proc.exited.then(exit => this.onExit(worker, exit))
@@ -466,6 +483,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   reload (): Promise<void> {
+    this.tickets.reload()
     return this.enqueue(() => this.rollingRestart())
   }
 
@@ -700,6 +718,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     this.closing = true
     if (this.ticker) clearInterval(this.ticker)
     if (this.reaper) clearInterval(this.reaper)
+    this.tickets.stop()
     for (const s of this.slotList) if (s.respawnTimer) clearTimeout(s.respawnTimer)
     if (drainDelay > 0) {
       this.log.info(`shutdown: serving for ${drainDelay} ms more (drain delay)`)
