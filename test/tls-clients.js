@@ -85,17 +85,25 @@ async function sessionsTls13 (port, runs = 20, parallel = 10) {
   return { resumed, total: runs }
 }
 
-/** One Node tls connection offering `session`: { reused, session } (the newest ticket it received). */
+/**
+ * One Node tls connection offering `session`: { reused, session, name }, the
+ * newest session it received and the name of its ticket's key (a ticket's
+ * first 16 bytes, RFC 5077 section 4): it changes when the server rotates.
+ */
 function nodeConnect (port, { session, maxVersion = 'TLSv1.3', waitMs = 50 } = {}) {
   return new Promise((resolve, reject) => {
     let latest = null
+    let name = null
     const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, session, maxVersion, minVersion: maxVersion })
-    socket.on('session', s => { latest = s })
+    socket.on('session', s => {
+      latest = s
+      name = socket.getTLSTicket()?.subarray(0, 16).toString('hex') ?? null
+    })
     socket.once('error', reject)
     socket.once('secureConnect', () => {
       const reused = socket.isSessionReused()
       // TLS 1.3 tickets arrive after the handshake.
-      setTimeout(() => { socket.end(); resolve({ reused, session: latest }) }, waitMs)
+      setTimeout(() => { socket.end(); resolve({ reused, session: latest, name }) }, waitMs)
     })
   })
 }
@@ -112,4 +120,28 @@ async function nodeResume (port, { runs = 20, maxVersion = 'TLSv1.3' } = {}) {
   return { resumed, total: runs }
 }
 
-module.exports = { makeCert, openssl, reconnectTls12, saveSessionTls13, resumeTls13, sessionsTls13, nodeConnect, nodeResume }
+/** Resolves once new tickets carry another key name than `name`: the server rotated. */
+async function rotated (port, name, { timeout = 10000 } = {}) {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const r = await nodeConnect(port, { waitMs: 100 })
+    if (r.name !== null && r.name !== name) return r.name
+    if (Date.now() > deadline) throw new Error(`no rotation within ${timeout} ms`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
+/**
+ * An openssl TLS 1.3 session saved in file and a Node one, both issued with
+ * the same key: { session, name } (checked by a fresh ticket before and after).
+ */
+async function saveBoth (port, file) {
+  for (;;) {
+    const before = await nodeConnect(port, { waitMs: 100 })
+    await saveSessionTls13(port, file)
+    const after = await nodeConnect(port, { waitMs: 100 })
+    if (before.name === after.name) return { session: before.session, name: before.name }
+  }
+}
+
+module.exports = { makeCert, openssl, reconnectTls12, saveSessionTls13, resumeTls13, sessionsTls13, nodeConnect, nodeResume, rotated, saveBoth }
