@@ -1,14 +1,14 @@
 'use strict'
 
 // The plugin's tlsTicketKeys: processes no supervisor of ours started (here
-// the real fastify-cli, twice on one port, with different argv) share TLS
-// sessions through one key file, read again on SIGHUP.
+// the real fastify-cli, twice on one port, and next to a supervisor of ours)
+// share TLS sessions through one key file, read again on SIGHUP or a change.
 const t = require('tap')
 const crypto = require('node:crypto')
 const fs = require('node:fs')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
-const { FIXTURES, ROOT, freePort, spawnUntil, waitFor } = require('../helpers')
+const { FIXTURES, ROOT, freePort, spawnUntil, startCli, waitFor } = require('../helpers')
 const { makeCert, nodeConnect, nodeResume, reconnectTls12 } = require('../tls-clients')
 
 const FASTIFY_CLI = path.join(ROOT, 'node_modules', 'fastify-cli', 'cli.js')
@@ -27,7 +27,7 @@ function fastifyStart (t, port, keys, extra = []) {
   return s
 }
 
-/** Two fastify start processes on one port, their argv differing (Node's default session ID context is a hash of argv). */
+/** Two fastify start processes on one port (fastify-cli splices its arguments out of process.argv: their argv are the same). */
 async function pair (t, keys) {
   const port = await freePort()
   const a = fastifyStart(t, port, keys)
@@ -92,6 +92,27 @@ t.test('in a process of its own: SIGHUP reads the file again; a broken file keep
   t.ok((await nodeConnect(port, { session: s2 })).reused, 'a broken file keeps the keys in use')
   await app.close()
   t.equal(process.listenerCount('SIGHUP'), listeners, 'close removes its SIGHUP listener')
+})
+
+t.test('a fastify start process and a fastify-reuseport supervisor sharing a key file resume each other\'s sessions (their argv differ)', async t => {
+  // Node's default session ID context is a hash of process.argv, and OpenSSL
+  // refuses a session from another context: both must set the same fixed one.
+  const keys = path.join(cert.dir, 'mixed')
+  fs.writeFileSync(keys, crypto.randomBytes(144))
+  const port = await freePort()
+  const plain = fastifyStart(t, port, keys)
+  await plain.ready
+  const supPort = await freePort()
+  const sup = await startCli(['-w', '1', '-o', '-a', '127.0.0.1', '-p', String(supPort), '--tls-ticket-keys', keys, path.join(FIXTURES, 'tls-app.js')],
+    { env: { TLS_KEY: cert.key, TLS_CERT: cert.cert } })
+  t.teardown(() => sup.stop('SIGKILL'))
+  for (const maxVersion of ['TLSv1.2', 'TLSv1.3']) {
+    const fromPlain = await nodeConnect(port, { maxVersion, waitMs: 100 })
+    t.ok((await nodeConnect(supPort, { session: fromPlain.session, maxVersion })).reused, `${maxVersion}: a session from fastify start resumes on the supervisor's worker`)
+    const fromSup = await nodeConnect(supPort, { maxVersion, waitMs: 100 })
+    t.ok((await nodeConnect(port, { session: fromSup.session, maxVersion })).reused, `${maxVersion}: and the other way round`)
+  }
+  await sup.stop('SIGTERM')
 })
 
 t.test('without the option, two processes resume about half of the time (the kernel picks one per connection)', async t => {
