@@ -101,6 +101,27 @@ t.test('HTTP/2 with TLS: sessions resume on any worker', async t => {
   t.same(await sup.stop('SIGTERM'), { code: 0, signal: null })
 })
 
+for (const mode of ['rotating', 'single']) {
+  t.test(`--balancer cluster, ${mode} mode: sessions resume on any worker (Node's cluster primary hands its first key to later workers: ours win)`, async t => {
+    const env = mode === 'single' ? { NODE_OPTIONS: `--require ${NO_CALLBACK}` } : {}
+    const { sup, port } = await startTls(t, ['-w', '2', '--balancer', 'cluster', '--tls-ticket-rotation', '2000'], { env })
+    t.equal(tlsLine(sup)?.tlsTickets, mode)
+    const { name } = await nodeConnect(port, { waitMs: 100 })
+    await rotated(port, name)
+    // A worker started after the rotation, next to one started before: the
+    // primary's kept key (from the first worker's listen) must not replace ours.
+    const [victim] = sup.workerPids()
+    process.kill(victim, 'SIGKILL')
+    await waitFor(() => sup.lines.some(l => / ready$/.test(l.msg ?? '') && l.workerPid !== victim && l.slot !== undefined), { timeout: 15000, what: 'the respawn' })
+    // One key: a rotation (every 2 s here) during a run costs one full handshake.
+    const n = await nodeResume(port, { runs: 20 })
+    t.ok(n.resumed >= 18, `Node tls client, TLS 1.3: ${n.resumed} of ${n.total} resumed`)
+    const v12 = await reconnectTls12(port, 4)
+    t.ok(v12.resumed >= 18, `openssl TLS 1.2 -reconnect: ${v12.resumed} of ${v12.total} resumed`)
+    t.same(await sup.stop('SIGTERM'), { code: 0, signal: null })
+  })
+}
+
 t.test('without the internal ticket key callback: one key, said in the start line, still shared and kept across a SIGHUP', async t => {
   const { sup, port } = await startTls(t, ['-w', '2'], { env: { NODE_OPTIONS: `--require ${NO_CALLBACK}` } })
   t.equal(tlsLine(sup)?.tlsTickets, 'single', `start line: ${tlsLine(sup)?.msg}`)
