@@ -238,8 +238,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     for (const s of this.slotList) {
       this.log.info({ slot: s.index, workerPid: s.worker?.pid, addresses: this.addresses }, `${this.line(s)}: worker ${s.worker?.pid} serving ${this.addresses.join(', ')}`)
     }
-    const tls = this.tickets.describe()
-    if (tls !== null) this.log.info({ tlsTickets: this.tickets.mode() }, tls)
+    this.tickets.logStarted()
     if (this.binding === null) {
       const why = this.settings.fallbackReason ?? 'forced by --balancer cluster'
       this.log.info({ balancer: 'cluster', reason: why },

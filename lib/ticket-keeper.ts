@@ -67,6 +67,12 @@ export class TicketKeeper {
     if (message.type === 'tls' && message.mode !== undefined) this.modes.add(message.mode)
   }
 
+  /** The start line on TLS sessions: which mode runs. Nothing for an app without TLS. */
+  logStarted (): void {
+    const line = this.describe()
+    if (line !== null) this.options.log.info({ tlsTickets: this.mode() }, line)
+  }
+
   /** The mode the workers run in, for the start line's fields: 'single' if any does. */
   mode (): string | null {
     return this.modes.size === 0 ? null : this.modes.has('single') ? 'single' : 'rotating'
