@@ -4,13 +4,16 @@
 // reusePort }): N processes, each with its own key). All on Node 24 (core
 // reusePort needs 22.12+), 2 workers, an RSA 2048 certificate by default.
 //
-// The client (a process of its own) runs `--conns` loops; each opens a new
-// TLS connection offering the session its last connection received, sends
-// one GET with Connection: close, reads the response, and starts again. It
-// counts connections completed and how many resumed. 1 s of warm-up, then
-// --secs s; modes interleaved, --reps rounds.
+// The client, by default: --conns `openssl s_time -reuse -www /` processes
+// (C, cheap next to a server's full handshake), each making new connections
+// one after another offering the session of its first, with one GET each;
+// s_time marks each connection that resumed ('r'). --client node: --conns
+// loops of Node's tls client instead (a process of their own), each offering
+// the session its last connection received (much costlier per connection:
+// the client then bounds the rate). 1 s of warm-up, then --secs s; modes
+// interleaved, --reps rounds.
 //
-//   flock /tmp/fr-load.lock node bench/tls.mjs [--reps 3] [--secs 5] [--conns 16] [--cert rsa|ec] [--tls 1.3|1.2]
+//   flock /tmp/fr-load.lock node bench/tls.mjs [--reps 3] [--secs 5] [--conns 4] [--cert rsa|ec] [--tls 1.2|1.3] [--client openssl|node]
 import { execFileSync, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
@@ -24,15 +27,32 @@ const { values } = parseArgs({
   options: {
     reps: { type: 'string', default: '3' },
     secs: { type: 'string', default: '5' },
-    conns: { type: 'string', default: '16' },
+    conns: { type: 'string', default: '4' },
     cert: { type: 'string', default: 'rsa' },
     tls: { type: 'string', default: '1.3' },
-    client: { type: 'string' }
+    client: { type: 'string', default: 'openssl' },
+    'run-client': { type: 'string' }
   }
 })
 const VERSION = values.tls === '1.2' ? 'TLSv1.2' : 'TLSv1.3'
 
-/** The client: `--client port` runs the loops and prints one JSON line. */
+/** openssl s_time: `conns` processes for `secs`; connections, and those marked 'r' (resumed). */
+async function stime (port, secs, conns) {
+  const one = () => new Promise(resolve => {
+    const c = spawn('openssl', ['s_time', '-connect', `127.0.0.1:${port}`, '-reuse', '-www', '/', '-time', String(secs), values.tls === '1.2' ? '-tls1_2' : '-tls1_3'], { stdio: ['ignore', 'pipe', 'ignore'] })
+    let out = ''
+    c.stdout.on('data', d => { out += d })
+    c.once('exit', () => {
+      // The progress line: one character per connection.
+      const marks = (/starting\n([^\n]*)\n/.exec(out)?.[1] ?? '').replace(/[^!-~]/g, '')
+      resolve({ connections: marks.length, resumed: [...marks].filter(ch => ch === 'r').length, errors: 0 })
+    })
+  })
+  const all = await Promise.all(Array.from({ length: conns }, one))
+  return { connections: all.reduce((n, r) => n + r.connections, 0), resumed: all.reduce((n, r) => n + r.resumed, 0), errors: 0 }
+}
+
+/** Node's tls client: `--run-client port` runs the loops and prints one JSON line. */
 async function client (port, secs, conns) {
   const result = { connections: 0, resumed: 0, errors: 0 }
   const deadline = Date.now() + secs * 1000
@@ -62,8 +82,8 @@ async function client (port, secs, conns) {
   process.stdout.write(JSON.stringify(result) + '\n')
 }
 
-if (values.client !== undefined) {
-  await client(Number(values.client), Number(values.secs), Number(values.conns))
+if (values['run-client'] !== undefined) {
+  await client(Number(values['run-client']), Number(values.secs), Number(values.conns))
   process.exit(0)
 }
 
@@ -92,8 +112,8 @@ async function run (mode) {
   const [bin, args, extra] = MODES[mode](port)
   const env = { ...process.env, ...extra, PORT: String(port), WORKERS: String(WORKERS), TLS_KEY: key, TLS_CERT: cert }
   const server = spawn(bin, args, { env, stdio: ['ignore', 'ignore', 'inherit'] })
-  const measure = secs => new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), '--client', String(port), '--secs', String(secs), '--conns', values.conns, '--tls', values.tls], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const measure = secs => values.client === 'openssl' ? stime(port, secs, Number(values.conns)) : new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), '--run-client', String(port), '--secs', String(secs), '--conns', values.conns, '--tls', values.tls], { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
     c.stdout.on('data', d => { out += d })
     c.once('exit', code => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`client exited ${code}`)))
@@ -128,7 +148,7 @@ try {
 }
 const median = xs => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 const ours = median(results['fastify-reuseport'].map(r => r.perSec))
-console.log(`TLS ${values.tls}, ${values.cert === 'ec' ? 'ECDSA P-256' : 'RSA 2048'} certificate, ${WORKERS} workers, ${values.conns} client loops, ${values.secs} s x ${values.reps} interleaved (Node ${execFileSync(NODE24, ['-p', 'process.version']).toString().trim()})`)
+console.log(`TLS ${values.tls}, ${values.cert === 'ec' ? 'ECDSA P-256' : 'RSA 2048'} certificate, ${WORKERS} workers, ${values.conns} ${values.client === 'openssl' ? 'openssl s_time -reuse processes' : 'Node tls client loops'}, ${values.secs} s x ${values.reps} interleaved (Node ${execFileSync(NODE24, ['-p', 'process.version']).toString().trim()})`)
 for (const [mode, runs] of Object.entries(results)) {
   const m = median(runs.map(r => r.perSec))
   console.log(`${mode.padEnd(18)} ${runs.map(r => `${r.perSec}/s (${r.resumedPct}% resumed${r.errors ? `, ${r.errors} errors` : ''})`).join(', ')}; median ${m}/s, ours / this = ${(ours / m).toFixed(2)}`)
