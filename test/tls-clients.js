@@ -20,7 +20,11 @@ function makeCert () {
   return { dir, key, cert }
 }
 
-/** Runs openssl with stdin fed by `input` ('' closes it at once, a number keeps it open that many ms). */
+/**
+ * Runs openssl with stdin fed by `input`: '' closes it at once; { minMs,
+ * until, maxMs } keeps it open minMs, then until the output matches `until`
+ * (at most maxMs).
+ */
 function openssl (args, { input = '', timeout = 10000 } = {}) {
   return new Promise((resolve, reject) => {
     const child = spawn('openssl', args, { stdio: ['pipe', 'pipe', 'pipe'] })
@@ -30,8 +34,16 @@ function openssl (args, { input = '', timeout = 10000 } = {}) {
     const timer = setTimeout(() => child.kill('SIGKILL'), timeout)
     child.once('error', reject)
     child.once('exit', () => { clearTimeout(timer); resolve(out) })
-    if (typeof input === 'number') setTimeout(() => child.stdin.end(), input)
-    else child.stdin.end(input)
+    if (typeof input === 'string') return child.stdin.end(input)
+    const started = Date.now()
+    const poll = setInterval(() => {
+      const waited = Date.now() - started
+      if (waited >= input.maxMs || (waited >= input.minMs && input.until.test(out))) {
+        clearInterval(poll)
+        child.stdin.end()
+      }
+    }, 20)
+    child.once('exit', () => clearInterval(poll))
   })
 }
 
@@ -55,11 +67,13 @@ async function reconnectTls12 (port, runs = 20) {
 
 /**
  * TLS 1.3: the ticket comes after the handshake, so the first client stays
- * connected 1 s (`sleep 1 | openssl s_client -sess_out f`) before the second
- * offers it (`-sess_in f`).
+ * connected 1 s (`sleep 1 | openssl s_client -sess_out f`), and longer until
+ * the ticket arrived on a loaded machine, before the second offers it
+ * (`-sess_in f`).
  */
 async function saveSessionTls13 (port, file) {
-  await openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_3', '-sess_out', file], { input: 1000 })
+  await openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_3', '-sess_out', file],
+    { input: { minMs: 1000, until: /Post-Handshake New Session Ticket arrived/, maxMs: 5000 } })
   return fs.existsSync(file) && fs.statSync(file).size > 0
 }
 
