@@ -76,6 +76,20 @@ t.test('a session saved before a SIGHUP resumes after it; keys never reach logs,
   t.notMatch(JSON.stringify(sup.lines) + sup.stderr, /"keys"|tls-keys/, 'no key in the logs')
 })
 
+t.test('a crashed worker\'s replacement and a slot added later hold the same keys', async t => {
+  const { sup, port } = await startTls(t, ['-w', '2'])
+  const { session } = await nodeConnect(port, { waitMs: 100 })
+  const [victim] = sup.workerPids()
+  process.kill(victim, 'SIGKILL')
+  await waitFor(() => sup.lines.some(l => / ready$/.test(l.msg ?? '') && l.workerPid !== victim && l.slot !== undefined), { timeout: 15000, what: 'the respawn' })
+  sup.child.kill('SIGTTIN')
+  await waitFor(() => sup.lines.some(l => /^scale: slot 3 of 3 added/.test(l.msg ?? '')), { timeout: 15000, what: 'the third slot' })
+  let resumed = 0
+  for (let i = 0; i < 20; i++) if ((await nodeConnect(port, { session })).reused) resumed++
+  t.ok(resumed >= 19, `a session from before the crash and the scale-up: ${resumed} of 20 resumed on 3 workers`)
+  t.same(await sup.stop('SIGTERM'), { code: 0, signal: null })
+})
+
 t.test('keys rotated every 2 s: a session from before a rotation resumes after it, and expires after two', async t => {
   const { sup, port } = await startTls(t, ['-w', '2', '--tls-ticket-rotation', '2000'])
   t.match(tlsLine(sup)?.msg, 'rotated every 2000 ms')
