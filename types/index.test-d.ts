@@ -17,6 +17,9 @@ app.register(reuseport, { backlog: '1024' })
 app.register(reuseport, { ipv6Only: 1 })
 // @ts-expect-error no such option
 app.register(reuseport, { reusePort: true })
+app.register(reuseport, { tlsTicketKeys: '/run/secrets/tls-ticket-keys' })
+// @ts-expect-error tlsTicketKeys is a path
+app.register(reuseport, { tlsTicketKeys: Buffer.alloc(48) })
 
 // The fd listen option is augmented onto FastifyListenOptions.
 app.listen({ fd: 3 })
@@ -26,7 +29,10 @@ app.listen({ fd: '3' })
 
 async function supervise (): Promise<void> {
   const handle: SupervisorHandle = await start({ app: './app.js', workers: 2, port: 3000, host: '127.0.0.1', closeGraceDelay: 5000 })
+  await start({ app: './app.js', tlsTicketRotation: 0, tlsTicketKeys: './keys' })
   const slots: SlotInfo[] = handle.slots()
+  const resumed: number = slots[0]?.tlsResumed ?? 0
+  void resumed
   const pid: number | null = slots[0]?.pid ?? null
   const pids: number[] = handle.pids()
   await handle.reload()

@@ -23,8 +23,10 @@ if (cluster.isPrimary) {
   process.on('SIGTERM', () => { stopping = true; for (const w of Object.values(cluster.workers)) w.kill(); process.exit(0) })
 } else {
   const Fastify = require('fastify')
+  // HTTPS when TLS_KEY and TLS_CERT name a key and certificate (bench/tls.mjs).
+  const https = () => process.env.TLS_KEY ? { https: { key: require('node:fs').readFileSync(process.env.TLS_KEY), cert: require('node:fs').readFileSync(process.env.TLS_CERT) } } : {}
   // The logger fastify-cli and fastify-reuseport give an app: pino at level fatal.
-  const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'fatal' } })
+  const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'fatal' }, ...https() })
   app.register(require('./app'))
   app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
   process.on('disconnect', () => app.close().then(() => process.exit(0)))

@@ -43,12 +43,16 @@ export type WorkerMessage =
    * Event-loop delay (max over the last interval), connections accepted so
    * far and open now, resident set size and requests served.
    */
-  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number }
+  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number, tlsResumed?: number, tlsFull?: number }
+  /** Its TLS server holds the shared ticket keys (lib/tls-keys.ts), in this mode; sent before 'ready'. */
+  | { type: 'tls', mode: 'rotating' | 'single' }
 
 export type SupervisorMessage =
   | { type: 'drain' }
   /** End this many kept-alive connections gracefully (lib/worker/shed.ts): the slot holds more than its share. */
   | { type: 'shed', count: number }
+  /** The TLS session ticket keys (lib/ticket-keys.ts), base64: right after spawn, then at each change. */
+  | { type: 'tls-keys', keys: string[] }
 
 /** Over Node's IPC channel, with the socket as its handle: a connection from an orphaned slot's queue. */
 export const HANDOFF = 'fastify-reuseport:connection'
@@ -59,7 +63,8 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
     (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
     (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
-      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number')
+      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number') ||
+    (m.type === 'tls' && (m.mode === 'rotating' || m.mode === 'single'))
 }
 
 /** An error as it crosses the IPC channel: the stack keeps Node's location lines of a SyntaxError. */

@@ -7,14 +7,21 @@ export interface FastifyReuseportOptions {
   backlog?: number
   /** For `::`, accept IPv6 only instead of dual-stack. Default false. */
   ipv6Only?: boolean
+  /**
+   * A TLS session ticket key file shared by several processes (48 bytes, or
+   * 144: previous, current, next), read at register and on SIGHUP. Ignored
+   * under fastify-reuseport start, whose supervisor hands out the keys.
+   */
+  tlsTicketKeys?: string
 }
 
 export interface ResolvedOptions {
   backlog: number
   ipv6Only: boolean
+  tlsTicketKeys: string | undefined
 }
 
-const KNOWN = new Set(['backlog', 'ipv6Only'])
+const KNOWN = new Set(['backlog', 'ipv6Only', 'tlsTicketKeys'])
 
 /** Validates plugin options at register time, naming the option and the value received. */
 export function resolveOptions (opts: unknown): ResolvedOptions {
@@ -26,12 +33,15 @@ export function resolveOptions (opts: unknown): ResolvedOptions {
   for (const key of Object.keys(o)) {
     // fastify passes its own register options (prefix, ...) through to plugins.
     if (!KNOWN.has(key) && key !== 'prefix' && key !== 'logLevel' && key !== 'logSerializers') {
-      throw new FST_REUSEPORT_INVALID_OPTION(key, 'is not an option of fastify-reuseport (known: backlog, ipv6Only)', received(o[key]))
+      throw new FST_REUSEPORT_INVALID_OPTION(key, 'is not an option of fastify-reuseport (known: backlog, ipv6Only, tlsTicketKeys)', received(o[key]))
     }
   }
   const backlog = o.backlog === undefined ? 511 : validateBacklog(o.backlog)
   if (o.ipv6Only !== undefined && typeof o.ipv6Only !== 'boolean') {
     throw new FST_REUSEPORT_INVALID_OPTION('ipv6Only', 'must be a boolean', received(o.ipv6Only))
   }
-  return { backlog, ipv6Only: o.ipv6Only === true }
+  if (o.tlsTicketKeys !== undefined && (typeof o.tlsTicketKeys !== 'string' || o.tlsTicketKeys === '')) {
+    throw new FST_REUSEPORT_INVALID_OPTION('tlsTicketKeys', 'must be the path of a key file', received(o.tlsTicketKeys))
+  }
+  return { backlog, ipv6Only: o.ipv6Only === true, tlsTicketKeys: o.tlsTicketKeys as string | undefined }
 }

@@ -7,6 +7,7 @@ import { loadNative } from '../common/native'
 import { resolveOptions, type FastifyReuseportOptions } from './options'
 import { inClusterWorker, isSupervised, patchListen } from './listen'
 import { decorateDrain, type DrainHook } from './drain'
+import { shareKeyFile } from './tls-key-file'
 
 declare module 'fastify' {
   interface FastifyListenOptions {
@@ -27,6 +28,7 @@ declare module 'fastify' {
 async function fastifyReuseport (fastify: FastifyInstance, opts: FastifyReuseportOptions): Promise<void> {
   const options = resolveOptions(opts)
   decorateDrain(fastify)
+  if (options.tlsTicketKeys !== undefined) shareKeyFile(fastify, options.tlsTicketKeys)
   if (inClusterWorker()) return
   // A worker's slot fds are served by Node itself: it needs no addon.
   const { binding, reason } = isSupervised() ? { binding: null, reason: null } : loadNative()

@@ -8,6 +8,7 @@ import type { SupervisorEvents } from './handle'
 import type { StartSettings } from './options'
 import type { SlotSockets } from './sockets'
 import type { SlotTable } from './table'
+import type { TicketKeeper } from './ticket-keeper'
 
 export interface Settings extends StartSettings {
   /** What every worker is told (its slot and control fd are added per worker). */
@@ -25,4 +26,6 @@ export interface Context {
   readonly sockets: SlotSockets
   readonly table: SlotTable
   readonly emit: Emit
+  /** The TLS session ticket keys every worker shares. */
+  readonly tickets: TicketKeeper
 }

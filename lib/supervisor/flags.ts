@@ -52,6 +52,7 @@ function parseText (s: Setting & { flag: string }, text: string): unknown {
     case 'choice': return s.kind.values.includes(text) ? text : bad(`--${name} must be one of ${s.kind.values.join(', ')}, received '${text}'`)
     case 'flag': return /^(1|true|yes)$/i.test(text)
     case 'text':
+    case 'file':
     case 'list': return text
   }
 }
@@ -137,7 +138,8 @@ ${FLAGS.filter(s => s.group === 'reuseport').map(line).join('\n')}
 
 Signals:
   SIGHUP            rolling restart: each slot gets a new worker (the app is
-                    re-read from disk) before the old one drains
+                    re-read from disk) before the old one drains; the
+                    --tls-ticket-keys file is read again first
   SIGTERM, SIGINT   graceful shutdown: drain delay, drain every worker, exit 0;
                     a second signal exits at once with code 1
   SIGTTIN           add a worker slot

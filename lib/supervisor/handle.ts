@@ -21,6 +21,9 @@ export interface SlotInfo {
   rss: number
   /** Requests its worker has served (counted only with maxRequests). */
   requests: number
+  /** TLS handshakes its workers completed by resuming a session (a ticket), and in full. */
+  tlsResumed: number
+  tlsFull: number
   restarts: number
   stalls: number
   /** Workers replaced on this slot by the self-healing rules, by reason. */

@@ -61,6 +61,8 @@ export class Lifecycle {
     const w = slot.worker
     if (w === null) return
     slot.acceptedBefore += w.accepted
+    slot.tlsBefore.resumed += w.tlsResumed
+    slot.tlsBefore.full += w.tlsFull
     slot.worker = null
   }
 
@@ -72,6 +74,8 @@ export class Lifecycle {
     if (stdout || stderr) this.output ??= { stdout: createLineForwarder(process.stdout), stderr: createLineForwarder(process.stderr) }
     if (stdout) this.output?.stdout.add(stdout)
     if (stderr) this.output?.stderr.add(stderr)
+    // Before it listens, its TLS server (if any) waits for these.
+    void proc.channel?.send(this.ctx.tickets.message())
     const now = clock.now()
     const worker: Worker = {
       proc,
@@ -86,19 +90,25 @@ export class Lifecycle {
       open: 0,
       rss: 0,
       requests: 0,
+      tlsResumed: 0,
+      tlsFull: 0,
       requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
       error: null
     }
     slot.workers.add(worker)
     proc.channel?.on('message', (m: unknown) => {
       if (isFatalMessage(m)) worker.error = reviveError(m.error)
-      if (!isWorkerMessage(m) || m.type !== 'health') return
+      if (!isWorkerMessage(m)) return
+      this.ctx.tickets.observe(m)
+      if (m.type !== 'health') return
       worker.healthAt = clock.now()
       worker.delayMs = m.delayMs
       worker.accepted = m.accepted
       worker.open = m.open
       worker.rss = m.rss
       worker.requests = m.requests
+      worker.tlsResumed = m.tlsResumed ?? 0
+      worker.tlsFull = m.tlsFull ?? 0
     })
     void proc.exited.then(exit => {
       slot.workers.delete(worker)

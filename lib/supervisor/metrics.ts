@@ -33,6 +33,8 @@ export function renderMetrics (slots: SlotInfo[]): string {
   out.push('# HELP fastify_reuseport_imbalance Open connections of the busiest serving slot divided by the mean (1: even).',
     '# TYPE fastify_reuseport_imbalance gauge',
     `fastify_reuseport_imbalance ${Math.round(imbalance(slots.filter(s => s.state === 'ready').map(s => s.open)) * 1000) / 1000}`)
+  metric('fastify_reuseport_slot_tls_handshakes_total', 'counter', 'TLS handshakes completed by the slot\'s workers: resumed (a session ticket was accepted) or full.',
+    slots.flatMap(s => [[{ ...slot(s), kind: 'resumed' }, s.tlsResumed], [{ ...slot(s), kind: 'full' }, s.tlsFull]] as Array<[Record<string, string>, number]>))
   metric('fastify_reuseport_slot_event_loop_delay_seconds', 'gauge', 'Worst event-loop delay the worker reported in its last interval.', slots.map(s => [slot(s), s.loopDelayMs / 1000]))
   metric('fastify_reuseport_slot_restarts_total', 'counter', 'Workers started on the slot after its first.', slots.map(s => [slot(s), s.restarts]))
   metric('fastify_reuseport_slot_stalls_total', 'counter', 'Times the slot was steered out as stalled.', slots.map(s => [slot(s), s.stalls]))

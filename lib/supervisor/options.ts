@@ -43,6 +43,9 @@ export function checkValue (name: string, kind: Kind, value: unknown): unknown {
     case 'text':
       if (typeof value !== 'string') bad('must be a string')
       return value
+    case 'file':
+      if (typeof value !== 'string' || value === '') bad('must be the path of a file')
+      return path.resolve(value as string)
     case 'flag':
     case 'switch':
       if (typeof value !== 'boolean') bad('must be a boolean')

@@ -13,6 +13,8 @@ export type Kind =
   /** Bytes, or 512M / 1G. */
   | { type: 'size' }
   | { type: 'text' }
+  /** A file's path, resolved from the current directory. */
+  | { type: 'file' }
   /** A flag without a value: present, or 1/true/yes in the environment. */
   | { type: 'flag' }
   /** on or off. */
@@ -76,6 +78,8 @@ export const SETTINGS = [
   { option: 'balancer', flag: 'balancer', arg: '<mode>', value: undefined, kind: { type: 'choice', values: BALANCERS }, shown: 'reuseport where it works, else cluster', group: 'reuseport', help: "reuseport: a socket per worker, balanced by the kernel (Linux with the addon); cluster: Node's cluster round-robin" },
   { option: 'balance', flag: 'balance', arg: '<on|off>', value: true, kind: { type: 'switch' }, shown: 'on', group: 'reuseport', help: 'Even out connections across workers: steer new ones to the workers holding fewer, and have a worker holding more than its share of a few long-lived connections end some kept-alive ones at their next response' },
   { option: 'metricsPort', flag: 'metrics-port', arg: '<port>', value: undefined, kind: { type: 'port' }, shown: 'off', group: 'reuseport', help: 'Serve Prometheus metrics per slot at http://<address>:<port>/metrics' },
+  { option: 'tlsTicketRotation', flag: 'tls-ticket-rotation', arg: '<ms>', value: 3600000, kind: ms, shown: '3600000 (1 h)', group: 'reuseport', help: 'Rotate the TLS session ticket keys shared by the workers this often; a session from just before a rotation still resumes; 0: never' },
+  { option: 'tlsTicketKeys', flag: 'tls-ticket-keys', arg: '<file>', value: undefined, kind: { type: 'file' }, shown: 'none: the supervisor makes them', group: 'reuseport', help: 'Take the TLS session ticket keys from this file (48 bytes: one key; 144: previous, current, next), read again on SIGHUP, to share sessions with other processes' },
   { option: 'ipv6Only', flag: null, value: false, kind: { type: 'switch' }, shown: 'false', group: 'reuseport', help: 'For ::, accept IPv6 only instead of dual-stack' }
 ] as const satisfies readonly Setting[]
 
@@ -88,7 +92,7 @@ type OptionSetting = Extract<typeof SETTINGS[number], { option: string }>
 type Input<K> = K extends { type: 'integer' } ? number
   : K extends { type: 'port' | 'size' } ? number | string
     : K extends { type: 'workers' } ? number | 'auto'
-      : K extends { type: 'text' } ? string
+      : K extends { type: 'text' | 'file' } ? string
         : K extends { type: 'flag' | 'switch' } ? boolean
           : K extends { type: 'choice', values: ReadonlyArray<infer V> } ? V : never
 

@@ -24,6 +24,9 @@ export interface Worker {
   open: number
   rss: number
   requests: number
+  /** TLS handshakes it completed: resumed, full. */
+  tlsResumed: number
+  tlsFull: number
   /** Its own --max-requests with jitter (0: none). */
   requestLimit: number
   /** The error it reported before it died (lib/worker/main.ts, die()). */
@@ -49,6 +52,8 @@ export interface Slot {
   respawnTimer: Timer | null
   /** Connections accepted by this slot's earlier workers. */
   acceptedBefore: number
+  /** TLS handshakes completed by this slot's earlier workers. */
+  tlsBefore: { resumed: number, full: number }
   stalled: boolean
   stalls: number
   stallMemory: StallMemory
@@ -77,6 +82,7 @@ export function newSlot (index: number, listeners: Listener[]): Slot {
     lastExit: null,
     respawnTimer: null,
     acceptedBefore: 0,
+    tlsBefore: { resumed: 0, full: 0 },
     stalled: false,
     stalls: 0,
     stallMemory: freshStallMemory(),
@@ -108,6 +114,8 @@ export function slotInfo (s: Slot, queued: number): SlotInfo {
     open: w?.open ?? 0,
     rss: w?.rss ?? 0,
     requests: w?.requests ?? 0,
+    tlsResumed: s.tlsBefore.resumed + (w?.tlsResumed ?? 0),
+    tlsFull: s.tlsBefore.full + (w?.tlsFull ?? 0),
     restarts: s.restarts,
     stalls: s.stalls,
     replacements: { ...s.replacements },

@@ -103,6 +103,7 @@ function logStarted (supervisor: Supervisor, settings: Settings, sockets: SlotSo
   for (const s of slots) {
     log.info({ slot: s.slot, workerPid: s.pid, addresses }, `slot ${s.slot + 1} of ${slots.length}: worker ${s.pid} serving ${addresses.join(', ')}`)
   }
+  supervisor.logTls()
   if (sockets.balancer === 'cluster') {
     const why = settings.fallbackReason ?? 'forced by --balancer cluster'
     log.info({ balancer: 'cluster', reason: why },

@@ -23,6 +23,7 @@ import { slotInfo, slotSnapshot, type Slot } from './slot'
 import type { SlotSockets } from './sockets'
 import type { Spawner } from './spawn'
 import { SlotTable } from './table'
+import { TicketKeeper } from './ticket-keeper'
 
 /** What systemd is told (lib/supervisor/systemd.ts); nothing without $NOTIFY_SOCKET. */
 export interface ServiceManager {
@@ -61,7 +62,9 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     super()
     this.notifier = notifier
     this.table = new SlotTable(clock.now(), slot => this.onChange(slot))
-    this.ctx = { settings, log, clock, sockets, table: this.table, emit: (event, ...args) => { this.emit(event, ...args) } }
+    // First: a key file that cannot be used stops the start here.
+    const tickets = new TicketKeeper({ rotationMs: settings.tlsTicketRotation, file: settings.tlsTicketKeys, log, broadcast: m => { for (const w of this.table.workers()) void w.proc.channel?.send(m) } })
+    this.ctx = { settings, log, clock, sockets, table: this.table, emit: (event, ...args) => { this.emit(event, ...args) }, tickets }
     const recovery = new Recovery(this.ctx)
     this.lifecycle = new Lifecycle(this.ctx, spawner, recovery.onExit)
     recovery.lifecycle = this.lifecycle
@@ -77,6 +80,8 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
   }
 
   get port (): number { return this.ctx.sockets.port }
+  /** The start line on TLS session resumption, once the workers said whether they serve TLS. */
+  logTls (): void { this.ctx.tickets.logStarted() }
   get addresses (): string[] { return this.ctx.sockets.addresses }
 
   private readonly killAll = (): void => { for (const w of this.table.workers()) w.proc.kill('SIGKILL') }
@@ -88,6 +93,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     const ready = await Promise.all(this.table.slots.map(s => this.lifecycle.spawnReady(s)))
     sockets.adopt(ready[0]?.addresses ?? [])
     this.table.lastServedAt = clock.now()
+    this.ctx.tickets.start()
     this.monitor.start()
     // As PID 1 (a container's entrypoint), orphaned processes are ours to reap.
     if (process.pid === 1) this.reap()
@@ -123,6 +129,8 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
 
   reload (): Promise<void> {
     this.notifier.reloading()
+    // A key file is read again before the new workers start.
+    this.ctx.tickets.reload()
     return this.operations.reload().finally(() => { if (!this.table.closing) this.notifier.ready(`${this.table.slots.length} workers serving, reloaded`) })
   }
 
@@ -196,6 +204,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     table.closing = true
     if (!quiet) this.notifier.stopping()
     this.monitor.stop()
+    this.ctx.tickets.stop()
     clock.clearTimeout(this.reaper)
     for (const s of table.slots) clock.clearTimeout(s.respawnTimer)
     if (drainDelay > 0) {

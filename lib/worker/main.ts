@@ -14,6 +14,7 @@ import { LISTENERS_ENV, inheritedListeners } from '../common/listener'
 import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../common/messages'
 import { loadNative } from '../common/native'
 import { openConnections, shed } from './shed'
+import { WorkerTickets } from '../plugin/tls-keys'
 import { turnBuffered } from './stdout'
 
 let channel: Channel | null = null
@@ -70,7 +71,7 @@ function describeOpen (closed: OpenConnections): string {
   return Object.entries(closed).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`).join(', ')
 }
 
-async function boot (config: WorkerConfig, counter: { requests: number }): Promise<FastifyInstance> {
+async function boot (config: WorkerConfig, counter: { requests: number }, tickets: WorkerTickets): Promise<FastifyInstance> {
   let app
   try {
     app = await loadApp(config.app)
@@ -102,9 +103,13 @@ async function boot (config: WorkerConfig, counter: { requests: number }): Promi
     ...(config.useOptions ? app.options : {}),
     ...(config.prefix ? { prefix: config.prefix } : {})
   })
+  // An HTTPS server holds the supervisor's TLS ticket keys before it serves a connection.
+  const tls = await tickets.serve(fastify.server)
   // Host and port come from the inherited slot fds, or, under the cluster
   // balancer, from the supervisor: listen() then goes through its cluster primary.
   await fastify.listen(config.listen ?? undefined)
+  tickets.reapply(fastify.server)
+  if (tls !== null) await send({ type: 'tls', mode: tls })
   return fastify
 }
 
@@ -138,6 +143,8 @@ async function main (): Promise<void> {
     process.exit(2)
   }
   channel = openChannel(config.control)
+  // Listening already: the keys come right after spawn, while the app loads.
+  const tickets = new WorkerTickets(channel)
   // Our stdout and stderr are pipes the supervisor reads (lib/supervisor/logs.ts): a
   // supervisor that is gone must not turn a log line into a crash mid-drain
   // (pino's own destination ignores EPIPE likewise).
@@ -152,13 +159,13 @@ async function main (): Promise<void> {
   const counter = { requests: 0 }
   let fastify: FastifyInstance
   try {
-    fastify = await boot(config, counter)
+    fastify = await boot(config, counter, tickets)
   } catch (err) {
     return await die(errorInfo(err))
   }
   phase = 'serving'
 
-  const stopHealth = reportHealth(fastify, config.healthMs, counter)
+  const stopHealth = reportHealth(fastify, config.healthMs, counter, tickets)
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
@@ -201,7 +208,7 @@ async function main (): Promise<void> {
  * balancing rules need (open connections, RSS, requests). A blocked loop
  * sends nothing, which the supervisor notices too.
  */
-function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { requests: number }): () => void {
+function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { requests: number }, tickets: WorkerTickets): () => void {
   const histogram = monitorEventLoopDelay({ resolution: 10 })
   histogram.enable()
   const timer = setInterval(() => {
@@ -213,7 +220,9 @@ function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { req
       accepted: acceptedConnections(fastify.server),
       open: openConnections(fastify.server),
       rss: process.memoryUsage.rss(),
-      requests: counter.requests
+      requests: counter.requests,
+      tlsResumed: tickets.handshakes().resumed,
+      tlsFull: tickets.handshakes().full
     })
   }, everyMs)
   timer.unref()

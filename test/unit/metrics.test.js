@@ -12,8 +12,8 @@ const { ROOT, fdCount, hasCommand, sleep, waitFor } = require('../helpers')
 const { renderMetrics, serveMetrics } = require('../../dist/lib/supervisor/metrics')
 
 const slots = () => [
-  { slot: 0, state: 'ready', pid: 101, accepted: 7, queued: 1, open: 3, loopDelayMs: 12, rss: 5e7, requests: 0, restarts: 2, stalls: 0, replacements: { hung: 0, memory: 1, requests: 0 }, handedOff: 0, lastExit: null },
-  { slot: 1, state: 'dead', pid: null, accepted: 3, queued: 0, open: 0, loopDelayMs: 0, rss: 0, requests: 0, restarts: 1, stalls: 1, replacements: { hung: 1, memory: 0, requests: 0 }, handedOff: 12, lastExit: 'signal SIGKILL' }
+  { slot: 0, state: 'ready', pid: 101, accepted: 7, queued: 1, open: 3, loopDelayMs: 12, rss: 5e7, requests: 0, tlsResumed: 40, tlsFull: 2, restarts: 2, stalls: 0, replacements: { hung: 0, memory: 1, requests: 0 }, handedOff: 0, lastExit: null },
+  { slot: 1, state: 'dead', pid: null, accepted: 3, queued: 0, open: 0, loopDelayMs: 0, rss: 0, requests: 0, tlsResumed: 0, tlsFull: 0, restarts: 1, stalls: 1, replacements: { hung: 1, memory: 0, requests: 0 }, handedOff: 12, lastExit: 'signal SIGKILL' }
 ]
 
 async function serve (t, options) {
@@ -54,6 +54,8 @@ t.test('renderMetrics: one row per slot and state, exit reasons as labels', asyn
   t.match(text, 'fastify_reuseport_slot_event_loop_delay_seconds{slot="0"} 0.012\n')
   t.match(text, 'fastify_reuseport_slot_last_exit_info{slot="1",reason="signal SIGKILL"} 1\n')
   t.notMatch(text, 'fastify_reuseport_slot_last_exit_info{slot="0"')
+  t.match(text, 'fastify_reuseport_slot_tls_handshakes_total{slot="0",kind="resumed"} 40\n')
+  t.match(text, 'fastify_reuseport_slot_tls_handshakes_total{slot="0",kind="full"} 2\n')
 })
 
 t.test('GET and HEAD /metrics answer 200 with the same headers; other paths 404, other methods 405', async t => {
