@@ -1,7 +1,8 @@
 // A soak run: fastify-reuseport under wrk load (keep-alive and new-connection
 // clients at once) while rolling reloads (SIGHUP), kill -9s of workers and
 // scale changes (SIGTTIN, SIGTTOU) follow each other for the whole run. The
-// supervisor's fd count and RSS are sampled every 250 ms; failed requests are
+// supervisor's fd count and RSS are sampled every 250 ms, and its heap after a
+// full GC every 5 s (/metrics, under node --expose-gc: lib/memory.ts); failed requests are
 // counted against the connections the killed workers held when killed (those
 // may fail: the kernel resets a dead process's connections; nothing else may).
 //
@@ -36,9 +37,9 @@ function markdown (s) {
   return [
     `Soak run ${s.date.slice(0, 10)}: ${s.workers} workers, ${s.seconds} s of wrk -t1 -c16 keep-alive and -c16 \`Connection: close\` at once, while reloads, kill -9s and scale changes follow each other. Command: \`${command}\`.`,
     '',
-    '| requests | failed (timeouts) | killed workers held | reloads | kill -9 | kill to ready, ms median / max | scale up / down | supervisor fds before / after / peak | supervisor RSS MB before / after / peak | p99 ms keep-alive / new |',
-    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
-    `| ${s.requests} | ${s.failed.total} (${s.errors.keepAlive.timeout + s.errors.fresh.timeout}) | ${s.killedConnections} | ${s.actions.reload} | ${s.actions.kill} | ${median(s.respawnMs)} / ${Math.max(0, ...s.respawnMs)} | ${s.actions.scaleUp} / ${s.actions.scaleDown} | ${sup.fdsBefore} / ${sup.fdsAfter} / ${sup.fdsPeak} | ${sup.rssMbBefore} / ${sup.rssMbAfter} / ${sup.rssMbPeak} | ${Math.round(s.p99ms.keepAlive)} / ${Math.round(s.p99ms.fresh)} |`
+    '| requests | failed (timeouts) | killed workers held | reloads | kill -9 | kill to ready, ms median / max | scale up / down | supervisor fds before / after / peak | supervisor RSS MB before / after / peak | supervisor heap after GC KB before / after / peak | p99 ms keep-alive / new |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    `| ${s.requests} | ${s.failed.total} (${s.errors.keepAlive.timeout + s.errors.fresh.timeout}) | ${s.killedConnections} | ${s.actions.reload} | ${s.actions.kill} | ${median(s.respawnMs)} / ${Math.max(0, ...s.respawnMs)} | ${s.actions.scaleUp} / ${s.actions.scaleDown} | ${sup.fdsBefore} / ${sup.fdsAfter} / ${sup.fdsPeak} | ${sup.rssMbBefore} / ${sup.rssMbAfter} / ${sup.rssMbPeak} | ${sup.heapKbBefore ?? '-'} / ${sup.heapKbAfter ?? '-'} / ${sup.heapKbPeak ?? '-'} | ${Math.round(s.p99ms.keepAlive)} / ${Math.round(s.p99ms.fresh)} |`
   ].join('\n') + '\n'
 }
 
@@ -78,7 +79,7 @@ async function metricPids (metricsPort) {
 
 const port = await freePort()
 const metricsPort = await freePort()
-const server = await launch('fastify-reuseport', { port, workers, args: ['--metrics-port', String(metricsPort)] })
+const server = await launch('fastify-reuseport', { port, workers, nodeFlags: ['--expose-gc'], args: ['--metrics-port', String(metricsPort)] })
 const sup = server.supervisorPid
 const counts = { reload: 0, kill: 0, scaleUp: 0, scaleDown: 0 }
 let killedConnections = 0
@@ -137,11 +138,25 @@ const sample = phase => {
 }
 let phase = 'idle'
 const sampler = setInterval(() => sample(phase), 250)
+/** The supervisor's heap after a full GC, KB; each read forces that GC, so not every 250 ms. */
+async function heapKb () {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+  const m = /^fastify_reuseport_supervisor_heap_used_bytes\{after_gc="1"\} (\d+)$/m.exec(text)
+  return m === null ? null : Math.round(Number(m[1]) / 1024)
+}
+const heap = []
+const heapSample = async phase => {
+  const s = { t: Date.now(), phase, heapKb: await heapKb().catch(() => null), rssMb: +rssMb(sup).toFixed(1) }
+  if (s.heapKb !== null) heap.push(s)
+  return s
+}
+const heapSampler = setInterval(() => { void heapSample(phase) }, 5000)
 
 let summary
 try {
   await sleep(1000)
   const before = sample('baseline')
+  const heapBefore = await heapSample('baseline')
   const started = Date.now()
   const url = `http://127.0.0.1:${port}/`
   const clients = Promise.all([
@@ -164,6 +179,7 @@ try {
   phase = 'settle'
   await sleep(3000)
   const after = sample('end')
+  const heapAfter = await heapSample('end')
   const children = childrenOf(sup)
   const reported = await metricPids(metricsPort)
   const peak = timeline.reduce((m, s) => ({ fds: Math.max(m.fds, s.fds), rssMb: Math.max(m.rssMb, s.rssMb) }), { fds: 0, rssMb: 0 })
@@ -177,7 +193,7 @@ try {
     errors: { keepAlive: { non2xx: keepAlive.non2xx, ...keepAlive.errors }, fresh: { non2xx: fresh.non2xx, ...fresh.errors } },
     killedConnections,
     respawnMs,
-    supervisor: { fdsBefore: before.fds, fdsAfter: after.fds, fdsPeak: peak.fds, rssMbBefore: before.rssMb, rssMbAfter: after.rssMb, rssMbPeak: peak.rssMb },
+    supervisor: { fdsBefore: before.fds, fdsAfter: after.fds, fdsPeak: peak.fds, rssMbBefore: before.rssMb, rssMbAfter: after.rssMb, rssMbPeak: peak.rssMb, heapKbBefore: heapBefore.heapKb, heapKbAfter: heapAfter.heapKb, heapKbPeak: Math.max(0, ...heap.map(h => h.heapKb)) },
     workersAfter: children.length,
     unmanaged: children.filter(pid => !reported.includes(pid)),
     rps: { keepAlive: keepAlive.rps, fresh: fresh.rps },
@@ -186,14 +202,16 @@ try {
   }
 } finally {
   clearInterval(sampler)
+  clearInterval(heapSampler)
   await server.stop()
 }
 
 const s = summary
 log(`soak: ${s.seconds} s, ${s.requests} requests, ${s.failed.total} failed (killed workers held ${s.killedConnections}); ` +
   `${s.actions.reload} reloads, ${s.actions.kill} kill -9s, ${s.actions.scaleUp} + ${s.actions.scaleDown} scale changes; ` +
-  `supervisor fds ${s.supervisor.fdsBefore} -> ${s.supervisor.fdsAfter} (peak ${s.supervisor.fdsPeak}), RSS ${s.supervisor.rssMbBefore} -> ${s.supervisor.rssMbAfter} MB (peak ${s.supervisor.rssMbPeak})`)
+  `supervisor fds ${s.supervisor.fdsBefore} -> ${s.supervisor.fdsAfter} (peak ${s.supervisor.fdsPeak}), RSS ${s.supervisor.rssMbBefore} -> ${s.supervisor.rssMbAfter} MB (peak ${s.supervisor.rssMbPeak}), ` +
+  `heap after GC ${s.supervisor.heapKbBefore} -> ${s.supervisor.heapKbAfter} KB (peak ${s.supervisor.heapKbPeak})`)
 fs.mkdirSync(values.out, { recursive: true })
-fs.writeFileSync(path.join(values.out, 'soak.json'), JSON.stringify({ ...s, timeline }, null, 2) + '\n')
+fs.writeFileSync(path.join(values.out, 'soak.json'), JSON.stringify({ ...s, timeline, heap }, null, 2) + '\n')
 fs.writeFileSync(path.join(values.out, 'soak.md'), markdown(s))
 log(`soak: wrote ${path.relative(process.cwd(), values.out)}/soak.{json,md}`)
