@@ -3,7 +3,7 @@
 // of new connections, with the supervisor's RSS (/proc) and heap after a
 // full GC (/metrics under node --expose-gc, lib/memory.ts) read after each.
 //
-//   node bench/memory.mjs --action kill|reload|scale [--cycles 300] [--from-cycle 50] [--workers 2] [--out dir]
+//   node bench/memory.mjs --action kill|reload|scale [--cycles 300] [--from-cycle 50] [--workers 2] [--node-flag=--jitless] [--out dir]
 //
 // kill: kill -9 of a worker, until its replacement is ready (1 lifecycle).
 // reload: SIGHUP, until every slot has a new worker (one per slot).
@@ -23,6 +23,9 @@ const { values } = parseArgs({
     cycles: { type: 'string', default: '300' },
     'from-cycle': { type: 'string', default: '50' },
     workers: { type: 'string', default: '2' },
+    // More node flags for the supervisor (its workers inherit them): --jitless
+    // tells V8's code and feedback, which grow as it optimizes, from what we keep.
+    'node-flag': { type: 'string', multiple: true, default: [] },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') }
   }
 })
@@ -45,7 +48,7 @@ const metricsPort = await freePort()
 const server = await launch('fastify-reuseport', {
   port,
   workers,
-  nodeFlags: ['--expose-gc'],
+  nodeFlags: ['--expose-gc', ...values['node-flag']],
   args: ['--metrics-port', String(metricsPort), '--handshake-grace', '200']
 })
 const sup = server.supervisorPid
@@ -124,9 +127,11 @@ try {
 
 const a = samples[fromCycle]
 const b = samples[samples.length - 1]
+const flags = values['node-flag'].map(f => ` --node-flag=${f}`).join('')
 const summary = {
   date: new Date().toISOString(),
   action,
+  nodeFlags: values['node-flag'],
   workers,
   cycles,
   fromCycle,
@@ -140,8 +145,8 @@ const summary = {
 const md = `| ${action} | ${cycles} | ${summary.lifecycles} | ${summary.rssMb.start} / ${a.rssMb} / ${b.rssMb} | ${summary.rssMb.growth >= 0 ? '+' : ''}${summary.rssMb.growth} | ${summary.heapKb.start} / ${a.heapKb} / ${b.heapKb} | ${summary.heapKb.growth >= 0 ? '+' : ''}${summary.heapKb.growth} |\n`
 log(`memory: ${action}: cycle ${fromCycle} -> ${cycles} (${summary.lifecycles} worker lifecycles, ${summary.seconds} s): RSS ${a.rssMb} -> ${b.rssMb} MB (anonymous ${a.anonMb} -> ${b.anonMb}, file ${a.fileMb} -> ${b.fileMb}), heap after GC ${a.heapKb} -> ${b.heapKb} KB`)
 fs.mkdirSync(values.out, { recursive: true })
-fs.writeFileSync(path.join(values.out, `memory-${action}.json`), JSON.stringify({ ...summary, samples }, null, 2) + '\n')
-fs.writeFileSync(path.join(values.out, `memory-${action}.md`),
-  `Command: \`node bench/memory.mjs --action ${action} --cycles ${cycles} --from-cycle ${fromCycle}\`, ${workers} workers, ${summary.date.slice(0, 10)}.\n\n` +
+fs.writeFileSync(path.join(values.out, `memory-${action}${flags.replace(/ --node-flag=--/g, '-')}.json`), JSON.stringify({ ...summary, samples }, null, 2) + '\n')
+fs.writeFileSync(path.join(values.out, `memory-${action}${flags.replace(/ --node-flag=--/g, '-')}.md`),
+  `Command: \`node bench/memory.mjs --action ${action} --cycles ${cycles} --from-cycle ${fromCycle}${flags}\`, ${workers} workers, ${summary.date.slice(0, 10)}.\n\n` +
   '| action | cycles | lifecycles from cycle ' + fromCycle + ' | RSS MB start / cycle ' + fromCycle + ' / end | RSS growth MB | heap after GC KB start / cycle ' + fromCycle + ' / end | heap growth KB |\n' +
   '| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n' + md)
