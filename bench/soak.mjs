@@ -138,15 +138,16 @@ const sample = phase => {
 }
 let phase = 'idle'
 const sampler = setInterval(() => sample(phase), 250)
-/** The supervisor's heap after a full GC, KB; each read forces that GC, so not every 250 ms. */
+/** The supervisor's heap after a full GC and V8's committed heap, KB; each read forces that GC, so not every 250 ms. */
 async function heapKb () {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
-  const m = /^fastify_reuseport_supervisor_heap_used_bytes\{after_gc="1"\} (\d+)$/m.exec(text)
-  return m === null ? null : Math.round(Number(m[1]) / 1024)
+  const used = /^fastify_reuseport_supervisor_heap_used_bytes\{after_gc="1"\} (\d+)$/m.exec(text)
+  const total = /^fastify_reuseport_supervisor_heap_total_bytes (\d+)$/m.exec(text)
+  return used === null ? null : { heapKb: Math.round(Number(used[1]) / 1024), heapTotalKb: total === null ? null : Math.round(Number(total[1]) / 1024) }
 }
 const heap = []
 const heapSample = async phase => {
-  const s = { t: Date.now(), phase, heapKb: await heapKb().catch(() => null), rssMb: +rssMb(sup).toFixed(1) }
+  const s = { t: Date.now(), phase, ...(await heapKb().catch(() => null) ?? { heapKb: null }), rssMb: +rssMb(sup).toFixed(1) }
   if (s.heapKb !== null) heap.push(s)
   return s
 }

@@ -8,6 +8,8 @@
 export interface ProcessMemory {
   rss: number
   heapUsed: number
+  /** The V8 heap committed: what heapUsed lives in, grown by V8 under load, part of rss. */
+  heapTotal: number
   /** heapUsed was read after a forced full GC (node --expose-gc). */
   afterGc: boolean
 }
@@ -15,8 +17,8 @@ export interface ProcessMemory {
 export function processMemory (): ProcessMemory {
   const gc = (globalThis as { gc?: () => void }).gc
   if (typeof gc === 'function') gc()
-  // rss through memoryUsage.rss(): one read of /proc, no heap statistics walk.
-  return { rss: process.memoryUsage.rss(), heapUsed: process.memoryUsage().heapUsed, afterGc: typeof gc === 'function' }
+  const { rss, heapUsed, heapTotal } = process.memoryUsage()
+  return { rss, heapUsed, heapTotal, afterGc: typeof gc === 'function' }
 }
 
 /** The Prometheus text of processMemory(). */
@@ -27,6 +29,9 @@ export function renderProcessMemory (m: ProcessMemory): string {
     `fastify_reuseport_supervisor_resident_memory_bytes ${m.rss}`,
     '# HELP fastify_reuseport_supervisor_heap_used_bytes V8 heap in use in the supervisor; after_gc="1" when read after a full GC (node --expose-gc).',
     '# TYPE fastify_reuseport_supervisor_heap_used_bytes gauge',
-    `fastify_reuseport_supervisor_heap_used_bytes{after_gc="${m.afterGc ? 1 : 0}"} ${m.heapUsed}`
+    `fastify_reuseport_supervisor_heap_used_bytes{after_gc="${m.afterGc ? 1 : 0}"} ${m.heapUsed}`,
+    '# HELP fastify_reuseport_supervisor_heap_total_bytes V8 heap committed in the supervisor (its young generation grows under load).',
+    '# TYPE fastify_reuseport_supervisor_heap_total_bytes gauge',
+    `fastify_reuseport_supervisor_heap_total_bytes ${m.heapTotal}`
   ].join('\n') + '\n'
 }
