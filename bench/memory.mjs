@@ -61,12 +61,13 @@ async function waitOutput (re, from, timeoutMs = 60000) {
   }
 }
 
-/** The supervisor's heap after a full GC, bytes (lib/memory.ts). */
-async function heapAfterGc () {
+/** The supervisor's heap after a full GC and V8's committed heap, KB (lib/memory.ts). */
+async function heap () {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
   const m = /^fastify_reuseport_supervisor_heap_used_bytes\{after_gc="1"\} (\d+)$/m.exec(text)
   if (m === null) throw new Error('no heap after GC in /metrics: is the supervisor under --expose-gc?')
-  return Number(m[1])
+  const total = Number(/^fastify_reuseport_supervisor_heap_total_bytes (\d+)$/m.exec(text)?.[1] ?? 0)
+  return { heapKb: Math.round(Number(m[1]) / 1024), heapTotalKb: Math.round(total / 1024) }
 }
 
 /** RSS split as the kernel counts it: anonymous (heaps: malloc's and V8's) and file-backed (node's code, libraries), MB. */
@@ -111,14 +112,14 @@ const started = Date.now()
 try {
   await sleep(1000)
   let lifecycles = 0
-  samples.push({ cycle: 0, lifecycles, t: 0, rssMb: +rssMb(sup).toFixed(2), ...rssParts(sup), heapKb: Math.round(await heapAfterGc() / 1024) })
+  samples.push({ cycle: 0, lifecycles, t: 0, rssMb: +rssMb(sup).toFixed(2), ...rssParts(sup), ...await heap() })
   for (let cycle = 1; cycle <= cycles; cycle++) {
     lifecycles += await run[action]()
     // The load reaches the new worker before the next action.
     await sleep(200)
-    const heapKb = Math.round(await heapAfterGc() / 1024)
-    samples.push({ cycle, lifecycles, t: Date.now() - started, rssMb: +rssMb(sup).toFixed(2), ...rssParts(sup), heapKb })
-    if (cycle % 25 === 0) log(`memory: ${action} cycle ${cycle}: RSS ${samples.at(-1).rssMb} MB, heap after GC ${heapKb} KB`)
+    const h = await heap()
+    samples.push({ cycle, lifecycles, t: Date.now() - started, rssMb: +rssMb(sup).toFixed(2), ...rssParts(sup), ...h })
+    if (cycle % 25 === 0) log(`memory: ${action} cycle ${cycle}: RSS ${samples.at(-1).rssMb} MB, heap after GC ${h.heapKb} KB (V8 committed ${h.heapTotalKb} KB)`)
   }
 } finally {
   load.kill('SIGKILL')
@@ -140,7 +141,8 @@ const summary = {
   rssMb: { start: samples[0].rssMb, from: a.rssMb, end: b.rssMb, growth: +(b.rssMb - a.rssMb).toFixed(2), peak: Math.max(...samples.map(s => s.rssMb)) },
   anonMb: { from: a.anonMb, end: b.anonMb },
   fileMb: { from: a.fileMb, end: b.fileMb },
-  heapKb: { start: samples[0].heapKb, from: a.heapKb, end: b.heapKb, growth: b.heapKb - a.heapKb }
+  heapKb: { start: samples[0].heapKb, from: a.heapKb, end: b.heapKb, growth: b.heapKb - a.heapKb },
+  heapTotalKb: { from: a.heapTotalKb, end: b.heapTotalKb }
 }
 const md = `| ${action} | ${cycles} | ${summary.lifecycles} | ${summary.rssMb.start} / ${a.rssMb} / ${b.rssMb} | ${summary.rssMb.growth >= 0 ? '+' : ''}${summary.rssMb.growth} | ${summary.heapKb.start} / ${a.heapKb} / ${b.heapKb} | ${summary.heapKb.growth >= 0 ? '+' : ''}${summary.heapKb.growth} |\n`
 log(`memory: ${action}: cycle ${fromCycle} -> ${cycles} (${summary.lifecycles} worker lifecycles, ${summary.seconds} s): RSS ${a.rssMb} -> ${b.rssMb} MB (anonymous ${a.anonMb} -> ${b.anonMb}, file ${a.fileMb} -> ${b.fileMb}), heap after GC ${a.heapKb} -> ${b.heapKb} KB`)
