@@ -30,7 +30,7 @@ export function renderProcessMemory (m: ProcessMemory): string {
     '# HELP fastify_reuseport_supervisor_heap_used_bytes V8 heap in use in the supervisor; after_gc="1" when read after a full GC (node --expose-gc).',
     '# TYPE fastify_reuseport_supervisor_heap_used_bytes gauge',
     `fastify_reuseport_supervisor_heap_used_bytes{after_gc="${m.afterGc ? 1 : 0}"} ${m.heapUsed}`,
-    '# HELP fastify_reuseport_supervisor_heap_total_bytes V8 heap committed in the supervisor, garbage included: V8's own sizing.',
+    '# HELP fastify_reuseport_supervisor_heap_total_bytes V8 heap committed in the supervisor, garbage included (sized by V8).',
     '# TYPE fastify_reuseport_supervisor_heap_total_bytes gauge',
     `fastify_reuseport_supervisor_heap_total_bytes ${m.heapTotal}`
   ].join('\n') + '\n'
