@@ -24,9 +24,10 @@ export function hasNode24 () {
 }
 
 /** What each mode runs: [node binary, args, env, the stdout line that means ready]. */
-export function modeCommand (mode, { port, workers, wrap = [], args = [] }) {
+export function modeCommand (mode, { port, workers, wrap = [], args = [], nodeFlags = [] }) {
   const env = { PORT: String(port), WORKERS: String(workers) }
-  const frp = node => [node, [CLI, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
+  // nodeFlags: node's own flags for the supervisor (--expose-gc: /metrics reads its heap after a full GC).
+  const frp = node => [node, [...nodeFlags, CLI, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
   const table = {
     single: [process.execPath, [path.join(SERVERS, 'single.js')], env, /^ready/m],
     'cluster-rr': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],

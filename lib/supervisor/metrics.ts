@@ -2,6 +2,7 @@ import http from 'node:http'
 import { imbalance } from './balance'
 import { REPLACE_REASONS } from './policy'
 import type { SlotInfo, SlotState } from './handle'
+import { processMemory, renderProcessMemory } from './memory'
 
 const STATES: SlotState[] = ['starting', 'ready', 'draining', 'stalled', 'dead']
 
@@ -86,7 +87,8 @@ export function serveMetrics (port: number, host: string, slots: () => SlotInfo[
       res.writeHead(405, { allow: 'GET, HEAD' }).end()
       return
     }
-    const body = renderMetrics(slots())
+    // The slots, then the supervisor's own memory (lib/memory.ts).
+    const body = renderMetrics(slots()) + renderProcessMemory(processMemory())
     // Node sends no body for HEAD, but the same headers as GET.
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body)
   })

@@ -66,7 +66,10 @@ t.test('GET and HEAD /metrics answer 200 with the same headers; other paths 404,
   t.equal(get.statusCode, 200)
   t.equal(get.headers['content-type'], 'text/plain; version=0.0.4; charset=utf-8')
   t.equal(get.headers.connection, 'close', 'no keep-alive: a scraper cannot hoard connections')
-  t.equal(body, renderMetrics(slots()))
+  t.ok(body.startsWith(renderMetrics(slots())), 'the slots first')
+  t.match(body, /\nfastify_reuseport_supervisor_resident_memory_bytes [1-9]\d+\n/, 'then the supervisor\'s own RSS')
+  t.match(body, /\nfastify_reuseport_supervisor_heap_used_bytes\{after_gc="0"\} [1-9]\d+\n/, 'and heap, not collected without --expose-gc')
+  t.match(body, /\nfastify_reuseport_supervisor_heap_total_bytes [1-9]\d+\n$/, 'and the heap V8 has committed')
   const head = await request(`${url}/metrics`, { method: 'HEAD' })
   t.equal(head.statusCode, 200, 'HEAD /metrics is 200 (issue 13: it was 404)')
   t.equal(head.headers['content-length'], String(Buffer.byteLength(body)))
@@ -155,4 +158,16 @@ t.test('at the fd limit (EMFILE on accept) the server stays up and serves once f
   await res.body.dump()
   child.kill('SIGTERM')
   t.same(await exited, { code: null, signal: 'SIGTERM' })
+})
+
+t.test('under node --expose-gc the heap is read after a full GC (lib/memory.ts)', async t => {
+  const script = `const { processMemory, renderProcessMemory } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'memory.js'))})
+    globalThis.kept = Array.from({ length: 1e5 }, (_, i) => ({ i }))
+    const before = processMemory().heapUsed
+    globalThis.kept = null
+    const m = processMemory()
+    process.stdout.write(JSON.stringify({ freed: before - m.heapUsed, text: renderProcessMemory(m) }))`
+  const out = JSON.parse(execFileSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8' }))
+  t.match(out.text, /fastify_reuseport_supervisor_heap_used_bytes\{after_gc="1"\} \d+/)
+  t.ok(out.freed > 2e6, `garbage is collected before the read: ${out.freed} bytes freed`)
 })
