@@ -30,6 +30,20 @@ inline std::string ErrnoName(int err) {
     case EMFILE: return "EMFILE";
     case ENOMEM: return "ENOMEM";
     case EPERM: return "EPERM";
+    // The prebuilt binaries target glibc 2.17, which has no strerrorname_np.
+    case ENOENT: return "ENOENT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case EAGAIN: return "EAGAIN";
+    case ENOTCONN: return "ENOTCONN";
+    case EPROTOTYPE: return "EPROTOTYPE";
+    case ENOBUFS: return "ENOBUFS";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ETOOMANYREFS: return "ETOOMANYREFS";
+    case ECHILD: return "ECHILD";
+    case ESRCH: return "ESRCH";
+    case ENOSYS: return "ENOSYS";
+    case E2BIG: return "E2BIG";
+    case ENOEXEC: return "ENOEXEC";
     default: return "E" + std::to_string(err);
   }
 }
