@@ -3,12 +3,16 @@ import fs from 'node:fs'
 import { parseArgs } from 'node:util'
 import closeWithGrace from 'close-with-grace'
 import { FST_REUSEPORT_INVALID_ARGUMENT } from './errors'
+import { WATCH_HINT, buildAddon, explainParseError, otherCommand, version } from './cli-commands'
 import type { Logger } from 'pino'
 import { BALANCERS, type Balancer } from './options'
 import { parseSize } from './policy'
 import { makeLogger, start, type StartOptions } from './supervisor'
 
 const HELP = `Usage: fastify-reuseport start [options] <app-file>
+       fastify-reuseport build       build the addon from source (where no
+                                     prebuilt binary fits; needs python3, make, g++)
+       fastify-reuseport --version
 
 Runs a Fastify app (a plugin file, as for "fastify start") on N worker
 processes, each serving its own SO_REUSEPORT socket. The supervisor owns the
@@ -77,6 +81,7 @@ Options (fastify-reuseport):
                                  http://<address>:<port>/metrics (default off)
                                                                         [env: FASTIFY_METRICS_PORT]
   -h, --help                     Show this help
+  -v, --version                  Show the version
 
 Signals:
   SIGHUP            rolling restart: each slot gets a new worker (the app is
@@ -151,16 +156,17 @@ function inContainer (env: NodeJS.ProcessEnv): boolean {
 }
 
 /** Parses `start [options] <app>`; flags win over FASTIFY_* variables, as in fastify-cli. */
-export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
+export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' | 'version' | 'build' {
   const [command, ...rest] = argv
-  if (command === '--help' || command === '-h' || command === 'help') return 'help'
+  const other = otherCommand(command)
+  if (other !== null) return other
   if (command !== 'start') bad(command === undefined ? 'missing command: use "fastify-reuseport start <app-file>"' : `unknown command '${command}': use "fastify-reuseport start <app-file>"`)
   let parsed
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true })
   } catch (err) {
     // Node's own text goes on to explain '--' for positionals: the first sentence says it all.
-    bad((err as Error).message.split(/\.\s/)[0] as string)
+    bad(explainParseError((err as Error).message.split(/\.\s/)[0] as string))
   }
   const { values, positionals } = parsed
   if (values.help) return 'help'
@@ -172,12 +178,15 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
     return e === undefined || e === '' ? undefined : e
   }
   const flag = (name: Exclude<Name, 'require' | 'import'>): boolean => values[name] === true || /^(1|true|yes)$/i.test(env[envName(name)] ?? '')
+  const w = values.workers
+  if (positionals.length === 0 && w !== undefined && !/^(\d+|auto)$/.test(w)) bad(`-w took '${w}' as the worker count and no app file is left: ${WATCH_HINT}`)
   if (positionals.length !== 1) bad(positionals.length === 0 ? 'missing the app file: fastify-reuseport start [options] <app-file>' : `expected one app file, received ${positionals.join(' ')}`)
 
   const portText = get('port') ?? env.PORT ?? '3000'
   const port = integer('port', portText, 0)
   if (port > 65535) bad(`--port must be an integer from 0 to 65535, received '${portText}'`)
   const workersText = get('workers') ?? 'auto'
+  if (workersText !== 'auto' && !/^\s*\d+\s*$/.test(workersText)) bad(`--workers must be an integer >= 1 or auto, received '${workersText}': ${WATCH_HINT}`)
   const workers = workersText === 'auto' ? 'auto' : integer('workers', workersText, 1)
   const logLevel = get('log-level')
   if (logLevel !== undefined && !LEVELS.has(logLevel)) bad(`--log-level must be one of ${[...LEVELS].join(', ')}, received '${logLevel}'`)
@@ -257,16 +266,17 @@ function fail (err: Error & { code?: string }): never {
 }
 
 async function main (): Promise<void> {
-  let config: CliConfig | 'help'
+  let config: ReturnType<typeof parseCli>
   try {
     config = parseCli(process.argv.slice(2))
   } catch (err) {
     fail(err as Error)
   }
-  if (config === 'help') {
-    process.stdout.write(HELP)
+  if (config === 'help' || config === 'version') {
+    process.stdout.write(config === 'help' ? HELP : `${version()}\n`)
     return
   }
+  if (config === 'build') process.exit(buildAddon())
   const { drainDelay } = config
   // The supervisor's own lines show at info unless -l says otherwise.
   const handle = await start(config.start).catch(fail)
