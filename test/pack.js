@@ -8,7 +8,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { ROOT } = require('./helpers')
 
-const SOURCES = ['package.json', 'tsconfig.json', 'README.md', 'binding.gyp', 'index.ts', 'lib', 'native', 'types', 'prebuilds']
+const SOURCES = ['package.json', 'tsconfig.json', 'README.md', 'binding.gyp', 'index.ts', 'lib', 'native', 'scripts', 'types', 'prebuilds']
 
 function packPackage (dir, { drop = [] } = {}) {
   const src = path.join(dir, 'src')
