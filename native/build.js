@@ -107,8 +107,9 @@ function main () {
   if (process.platform !== 'linux') return
   fs.rmSync(ERROR_FILE, { force: true })
   const fromSource = process.argv.includes('--from-source') || process.env.npm_config_build_from_source === 'true'
-  const prebuilt = fromSource ? 'building from source as asked' : loadError()
-  if (prebuilt === null) return
+  const found = loadError()
+  if (found === null && !fromSource) return
+  const prebuilt = found ?? 'building from source as asked'
   const missing = missingTools()
   if (missing.length > 0) return fail(`${prebuilt}, and building it needs ${missing.join(', ')}`)
   const r = rebuild()
