@@ -6,6 +6,7 @@
 #include <locale.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -35,3 +36,8 @@ int _dl_find_object (void *pc, void *result) {
 
 void __cpu_indicator_init (void) {}
 struct { unsigned vendor, type, subtype; unsigned features[1]; } __cpu_model;
+
+// arm64's libstdc++ asks for glibc's internal name of getauxval.
+unsigned long __getauxval (unsigned long type) {
+  return getauxval(type);
+}
