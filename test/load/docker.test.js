@@ -17,9 +17,18 @@ const { packPackage } = require('../pack')
 const { docker, ensureEngine, whyNot } = require('../docker/engine')
 
 const EXAMPLE = path.join(ROOT, 'examples')
-// What the example documents: FASTIFY_DRAIN_DELAY 5 s + FASTIFY_CLOSE_GRACE_DELAY 20 s, and 30 s to stop.
-const STOP_TIMEOUT = 30
-const DRAIN_DELAY = 5
+const DOCKERFILE = fs.readFileSync(path.join(EXAMPLE, 'Dockerfile'), 'utf8')
+// What the example documents: its drain delay and grace, and the --stop-timeout that covers them.
+const STOP_TIMEOUT = Number(/--stop-timeout (\d+)/.exec(DOCKERFILE)?.[1])
+const DRAIN_DELAY = Number(/FASTIFY_DRAIN_DELAY=(\d+)/.exec(DOCKERFILE)?.[1]) / 1000
+const GRACE = Number(/FASTIFY_CLOSE_GRACE_DELAY=(\d+)/.exec(DOCKERFILE)?.[1]) / 1000
+
+t.test('the Dockerfile documents a --stop-timeout that covers its drain delay + grace', async t => {
+  t.ok(STOP_TIMEOUT >= DRAIN_DELAY + GRACE, `--stop-timeout ${STOP_TIMEOUT} >= ${DRAIN_DELAY} + ${GRACE}`)
+  t.notMatch(DOCKERFILE, /--init/, 'no --init: the CLI is PID 1 and reaps orphans itself')
+  const inline = DOCKERFILE.split('\n').filter(l => /^[A-Z]+\s/.test(l) && /\s#/.test(l))
+  t.same(inline, [], 'no inline comment after an instruction (Docker would read it as arguments)')
+})
 
 // First run on a machine: debootstrap, then npm ci inside the build.
 t.setTimeout(900000)
@@ -63,7 +72,7 @@ t.test('examples/Dockerfile in a real Docker engine', { skip: whyNot() ?? false 
   ok(t, spawnSync('npm', ['install', '--package-lock-only', '--no-audit', '--no-fund'], { cwd: ctx, encoding: 'utf8', timeout: 120000 }), 'npm makes package-lock.json')
   // The one line a published package does not need: the tarball must be in
   // the context before `npm ci`, as the registry would be.
-  const dockerfile = fs.readFileSync(path.join(EXAMPLE, 'Dockerfile'), 'utf8')
+  const dockerfile = DOCKERFILE
   t.match(dockerfile, /^COPY package\.json package-lock\.json \.\/$/m)
   fs.writeFileSync(path.join(ctx, 'Dockerfile'), dockerfile.replace(/^COPY package\.json package-lock\.json \.\/$/m, '$&\nCOPY fastify-reuseport.tgz ./'))
 
