@@ -8,7 +8,8 @@
         "native/listener.cc",
         "native/queue.cc",
         "native/reap.cc",
-        "native/steering.cc"
+        "native/steering.cc",
+        "native/systemd.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

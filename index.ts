@@ -1,53 +1,15 @@
-import type { FastifyInstance } from 'fastify'
-import fp from 'fastify-plugin'
-import { loadNative } from './lib/native'
-import { resolveOptions, type FastifyReuseportOptions } from './lib/options'
-import { inClusterWorker, isSupervised, patchListen } from './lib/listen'
-import { decorateDrain, type DrainHook } from './lib/drain'
+// The package: the plugin (the default export, as fastify plugins are) and
+// the supervisor's programmatic API.
+import { plugin } from './lib/plugin/plugin'
 
-export type { FastifyReuseportOptions } from './lib/options'
-export type { StartOptions, ReplaceReason } from './lib/supervisor'
-export type { SupervisorHandle, SupervisorEvents, SlotState, SlotInfo } from './lib/handle'
-export type { Balancer } from './lib/options'
-export { start } from './lib/supervisor'
-export { steerProgram } from './lib/steering'
-export type { DrainHook } from './lib/drain'
-
-declare module 'fastify' {
-  interface FastifyListenOptions {
-    /** Serve an already listening socket (the supervisor hands each worker its slot's fd). */
-    fd?: number
-  }
-  interface FastifyInstance {
-    /**
-     * Runs hook when this worker starts draining (a reload, a shutdown, a
-     * retired slot), while in-flight requests are still served: end your own
-     * long-lived streams there so that their clients reconnect to the new
-     * worker. Under fastify-reuseport start only; never called otherwise.
-     *
-     * Optional: it exists once this plugin is registered, which
-     * `fastify-reuseport start` does in every worker before the app. Under
-     * `fastify start` or in a test without the plugin it is undefined, hence
-     * `fastify.onDrain?.(hook)`.
-     */
-    onDrain? (hook: DrainHook): FastifyInstance
-  }
-}
-
-async function fastifyReuseport (fastify: FastifyInstance, opts: FastifyReuseportOptions): Promise<void> {
-  const options = resolveOptions(opts)
-  decorateDrain(fastify)
-  if (inClusterWorker()) return
-  // A worker's slot fds are served by Node itself: it needs no addon.
-  const { binding, reason } = isSupervised() ? { binding: null, reason: null } : loadNative()
-  if (reason !== null) {
-    fastify.log.warn({ code: 'FST_REUSEPORT_UNSUPPORTED' }, `fastify-reuseport: ${reason}; listening without SO_REUSEPORT`)
-    return
-  }
-  patchListen(fastify, binding, options)
-}
-
-const plugin = fp(fastifyReuseport, { name: 'fastify-reuseport', fastify: '5.x' })
+export type { FastifyReuseportOptions } from './lib/plugin/options'
+export type { DrainHook } from './lib/plugin/drain'
+export type { StartOptions, Balancer } from './lib/supervisor/options'
+export type { ReplaceReason } from './lib/supervisor/policy'
+export type { SupervisorHandle, SupervisorEvents, SlotState, SlotInfo } from './lib/supervisor/handle'
+export { start } from './lib/supervisor/start'
+export { steerProgram } from './lib/supervisor/steering'
+export { errorCodes } from './lib/common/errors'
 
 export { plugin as fastifyReuseport }
 export default plugin

@@ -1,4 +1,4 @@
-// What forwarding whole log lines costs the supervisor (lib/logs.ts): a
+// What forwarding whole log lines costs the supervisor (lib/supervisor/logs.ts): a
 // writer process writes N JSON lines into its own pipe as fast as it can; this
 // process forwards them into a pipe drained by cat(1), either with
 // createLineForwarder or with a plain stream.pipe() (a byte copy with no line
@@ -11,7 +11,7 @@ import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
 
 const require = createRequire(import.meta.url)
-const { createLineForwarder } = require('../dist/lib/logs.js')
+const { createLineForwarder } = require('../dist/lib/supervisor/logs.js')
 
 const { values } = parseArgs({ options: { lines: { type: 'string', default: '20000' }, reps: { type: 'string', default: '5' } } })
 const reps = Number(values.reps)

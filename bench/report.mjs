@@ -1,4 +1,4 @@
-// Turns bench results into the markdown table and the SVG chart in README.
+// Turns bench results into the markdown table and the SVG chart in bench/README.md.
 
 const median = xs => {
   const s = [...xs].sort((a, b) => a - b)

@@ -15,7 +15,7 @@
 //   unless --from-source (the CLI's build command) asks for a new build;
 // - otherwise build from source with node-gyp, if the tools for it are there.
 // On failure it prints one line and leaves it in build/install-error.txt for
-// lib/native.ts; it exits 0 (a clone's `npm install` still completes, served by
+// lib/common/native.ts; it exits 0 (a clone's `npm install` still completes, served by
 // the cluster balancer) unless --strict.
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
@@ -85,7 +85,7 @@ function nodeGyp () {
 let failed = false
 
 function fail (what) {
-  // lib/native.ts puts this in FST_REUSEPORT_UNSUPPORTED, with the fix.
+  // lib/common/native.ts puts this in FST_REUSEPORT_UNSUPPORTED, with the fix.
   fs.mkdirSync(path.dirname(ERROR_FILE), { recursive: true })
   fs.writeFileSync(ERROR_FILE, what + '\n')
   process.stderr.write(`fastify-reuseport: ${what}; without the addon the plugin listens without SO_REUSEPORT and the CLI serves with Node's cluster balancer\n`)

@@ -40,13 +40,14 @@ async function ensureEngine () {
   fs.closeSync(out)
   let exited = null
   child.once('exit', (code, signal) => { exited = { code, signal } })
+  const gone = () => exited !== null
   const stop = async () => {
-    if (exited) return
+    if (gone()) return
     child.kill('SIGTERM')
-    for (let i = 0; i < 200 && !exited; i++) await sleep(100)
-    if (!exited) child.kill('SIGKILL')
+    for (let i = 0; i < 200 && !gone(); i++) await sleep(100)
+    if (!gone()) child.kill('SIGKILL')
   }
-  for (let i = 0; i < 300 && !exited; i++) {
+  for (let i = 0; i < 300 && !gone(); i++) {
     if (engineUp()) return stop
     await sleep(100)
   }

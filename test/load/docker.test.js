@@ -37,7 +37,7 @@ const ok = (t, r, what) => t.equal(r.status, 0, what, { output: r.status === 0 ?
 
 /** Workers: the processes whose parent is the container's PID 1 (the image has no ps). */
 function containerProcs (name) {
-  const r = docker(['exec', name, 'sh', '-c', 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(cut -d" " -f4 $p/stat 2>/dev/null) $(tr "\\0" " " < $p/cmdline 2>/dev/null)"; done'])
+  const r = docker(['exec', name, 'sh', '-c', 'for p in /proc/[0-9]*; do echo "${p#/proc/} $(cut -d" " -f4 $p/stat 2>/dev/null) $(tr "\\0" " " < $p/cmdline 2>/dev/null)"; done']) // eslint-disable-line no-template-curly-in-string
   return r.stdout.trim().split('\n').map(l => l.split(' ')).map(([pid, ppid, ...cmd]) => ({ pid: Number(pid), ppid: Number(ppid), cmd: cmd.join(' ').trim() }))
 }
 const workerPids = name => containerProcs(name).filter(p => p.ppid === 1 && /(^|\/)node /.test(p.cmd)).map(p => p.pid).sort((a, b) => a - b)

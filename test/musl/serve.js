@@ -1,7 +1,7 @@
 'use strict'
 
 // Run by Bun's musl build (test/unit/musl.test.js): loads the addon the way the
-// package does (dist/lib/native.js: node-gyp-build, LIBC=musl picks
+// package does (dist/lib/common/native.js: node-gyp-build, LIBC=musl picks
 // prebuilds/*/node.napi.musl.node), opens a SO_REUSEPORT listener with it, and
 // serves one HTTP request accepted from that listener. Bun's net and http
 // ignore listen({ fd }), so the accept, read and write go through musl's libc
@@ -10,7 +10,7 @@ const path = require('node:path')
 const { dlopen, FFIType, ptr } = require('bun:ffi')
 
 const root = process.argv[2]
-const { loadNative } = require(path.join(root, 'dist', 'lib', 'native.js'))
+const { loadNative } = require(path.join(root, 'dist', 'lib', 'common', 'native.js'))
 const { binding, reason } = loadNative()
 if (binding === null) {
   console.log(JSON.stringify({ error: reason }))

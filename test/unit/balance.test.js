@@ -4,7 +4,7 @@
 const t = require('tap')
 const {
   BALANCE_DEFAULTS, imbalance, steeringWeights, steeringState, rebalanceDecision, rebalanceHistory
-} = require('../../dist/lib/balance')
+} = require('../../dist/lib/supervisor/balance')
 
 const slots = (open, { eligible = open.map(() => true), accepted } = {}) =>
   open.map((n, i) => ({ eligible: eligible[i], open: n, ...(accepted ? { accepted: accepted[i] } : {}) }))

@@ -90,14 +90,26 @@ t.test('a port held by an ordinary socket: EADDRINUSE, at once', async t => {
   await assertNoOrphans(t, r.marker)
 })
 
-t.test('--help documents every flag', async t => {
+t.test('--help documents every flag of the settings table, with its variables', async t => {
+  const { TABLE, envNames } = require('../../dist/lib/supervisor/settings')
   const r = await run(['start', '--help'])
   t.equal(r.code, 0)
-  for (const flag of ['--port', '--address', '--log-level', '--options', '--close-grace-delay', '--plugin-timeout',
-    '--prefix', '--pretty-logs', '--body-limit', '--workers', '--backlog', '--drain-delay', '--ready-timeout', '--worker-timeout',
-    '--max-memory', '--max-requests', '--max-requests-jitter', '--crash-loop-timeout', '--balancer', 'SIGHUP', 'SIGTERM']) {
-    t.match(r.stdout, flag)
+  const flags = TABLE.filter(s => s.flag !== null)
+  t.ok(flags.length >= 25, `${flags.length} flags`)
+  for (const s of flags) {
+    t.match(r.stdout, new RegExp(`${s.short ? `-${s.short}, ` : ''}--${s.flag}\\b`), `--${s.flag}`)
+    for (const e of envNames(s)) t.match(r.stdout, e)
   }
+  for (const signal of ['SIGHUP', 'SIGTERM', 'SIGTTIN', 'SIGTTOU']) t.match(r.stdout, signal)
+})
+
+t.test('every flag is read from its FASTIFY_* variable too, and a flag wins over it', async t => {
+  const { parseCli } = require('../../dist/lib/supervisor/flags')
+  const env = { FASTIFY_WORKERS: '3', FASTIFY_STALL_TIMEOUT: '250', FASTIFY_BALANCE: 'off', FASTIFY_MAX_MEMORY: '1G', FASTIFY_OPTIONS: 'true', FASTIFY_REQUIRE: './a.js' }
+  const c = parseCli(['start', '--stall-timeout', '100', 'app.js'], env)
+  t.match(c.start, { workers: 3, stallTimeout: 100, balance: false, maxMemory: 1024 ** 3, options: true, preload: ['--require', './a.js'] })
+  t.equal(c.start.logLevel, 'fatal', 'the workers log at fatal unless -l says otherwise')
+  t.equal(c.supervisorLogLevel, 'info', 'the supervisor at info')
 })
 
 t.test('--version and -v print the version', async t => {

@@ -12,7 +12,7 @@ import YAML from 'yaml'
 
 const require = createRequire(import.meta.url)
 const { ROOT, freePort, startCli } = require('../helpers.js')
-const { parseCli } = require('../../dist/lib/cli.js')
+const { parseCli } = require('../../dist/lib/supervisor/flags.js')
 
 const FILE = path.join(ROOT, 'examples', 'kubernetes', 'deployment.yaml')
 const text = fs.readFileSync(FILE, 'utf8')

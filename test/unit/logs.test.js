@@ -11,7 +11,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { Writable } = require('node:stream')
 const { FIXTURES, sleep } = require('../helpers')
-const { createLineForwarder } = require('../../dist/lib/logs')
+const { createLineForwarder } = require('../../dist/lib/supervisor/logs')
 
 /** promise, or fallback once ms have passed; the timer is cleared either way. */
 function within (promise, ms, fallback) {

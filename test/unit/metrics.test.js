@@ -9,7 +9,7 @@ const net = require('node:net')
 const path = require('node:path')
 const { request } = require('undici')
 const { ROOT, fdCount, hasCommand, sleep, waitFor } = require('../helpers')
-const { renderMetrics, serveMetrics } = require('../../dist/lib/metrics')
+const { renderMetrics, serveMetrics } = require('../../dist/lib/supervisor/metrics')
 
 const slots = () => [
   { slot: 0, state: 'ready', pid: 101, accepted: 7, queued: 1, open: 3, loopDelayMs: 12, rss: 5e7, requests: 0, restarts: 2, stalls: 0, replacements: { hung: 0, memory: 1, requests: 0 }, handedOff: 0, lastExit: null },
@@ -120,7 +120,7 @@ t.test('slowloris and silent clients are closed by the header deadline; fds retu
 
 t.test('at the fd limit (EMFILE on accept) the server stays up and serves once fds are free', { skip: !hasCommand('prlimit') && 'prlimit (util-linux) is not installed' }, async t => {
   const script = `
-    const { serveMetrics } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'metrics.js'))})
+    const { serveMetrics } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'supervisor', 'metrics.js'))})
     serveMetrics(0, '127.0.0.1', () => [], { onError: err => process.stdout.write('error ' + err.code + '\\n') })
       .then(s => process.stdout.write('port ' + s.address().port + '\\n'))
   `

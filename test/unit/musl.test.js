@@ -128,45 +128,45 @@ function installedPackage (t) {
 }
 
 for (const m of TARGETS) {
-t.test(`${m.arch} musl: the packed package's addon serves a request under Bun's musl build`, { skip: whyNot(m) ?? false }, async t => {
-  const bun = fetchPackage(bunPackage('musl', m.bunArch))
-  if (bun.why) return t.skip(bun.why)
-  const bunBin = path.join(bun.dir, 'bin', 'bun')
-  fs.chmodSync(bunBin, 0o755)
-  const { dir, shim } = libDir(m)
-  const run = args => [...m.wrap, m.loader(), '--library-path', dir, '--preload', shim, bunBin, ...args]
-  const [cmd, ...version] = run(['--version'])
-  const bunVersion = spawnSync(cmd, version, { encoding: 'utf8' })
-  t.equal(bunVersion.status, 0, `Bun's musl build runs under ${m.loader()}`, { output: bunVersion.stderr })
-  if (hasCommand('readelf')) t.match(execFileSync('readelf', ['-l', bunBin], { encoding: 'utf8' }), /ld-musl-(x86_64|aarch64)\.so\.1/, 'and it is a musl program')
-  // The package as installed, with the four prebuilt binaries and no build/.
-  const pkg = installedPackage(t)
+  t.test(`${m.arch} musl: the packed package's addon serves a request under Bun's musl build`, { skip: whyNot(m) ?? false }, async t => {
+    const bun = fetchPackage(bunPackage('musl', m.bunArch))
+    if (bun.why) return t.skip(bun.why)
+    const bunBin = path.join(bun.dir, 'bin', 'bun')
+    fs.chmodSync(bunBin, 0o755)
+    const { dir, shim } = libDir(m)
+    const run = args => [...m.wrap, m.loader(), '--library-path', dir, '--preload', shim, bunBin, ...args]
+    const [cmd, ...version] = run(['--version'])
+    const bunVersion = spawnSync(cmd, version, { encoding: 'utf8' })
+    t.equal(bunVersion.status, 0, `Bun's musl build runs under ${m.loader()}`, { output: bunVersion.stderr })
+    if (hasCommand('readelf')) t.match(execFileSync('readelf', ['-l', bunBin], { encoding: 'utf8' }), /ld-musl-(x86_64|aarch64)\.so\.1/, 'and it is a musl program')
+    // The package as installed, with the four prebuilt binaries and no build/.
+    const pkg = installedPackage(t)
 
-  const [c, ...args] = run([path.join(ROOT, 'test', 'musl', 'serve.js'), pkg])
-  // LIBC=musl: how node-gyp-build (and lib/native.ts) tell musl from glibc off Alpine.
-  const child = spawn(c, args, { env: { ...process.env, LIBC: 'musl' }, stdio: ['ignore', 'pipe', 'pipe'] })
-  t.teardown(() => child.kill('SIGKILL'))
-  let out = ''
-  let err = ''
-  child.stderr.on('data', d => { err += d })
-  const first = await new Promise((resolve, reject) => {
-    child.stdout.on('data', d => {
-      out += d
-      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]))
+    const [c, ...args] = run([path.join(ROOT, 'test', 'musl', 'serve.js'), pkg])
+    // LIBC=musl: how node-gyp-build (and lib/common/native.ts) tell musl from glibc off Alpine.
+    const child = spawn(c, args, { env: { ...process.env, LIBC: 'musl' }, stdio: ['ignore', 'pipe', 'pipe'] })
+    t.teardown(() => child.kill('SIGKILL'))
+    let out = ''
+    let err = ''
+    child.stderr.on('data', d => { err += d })
+    const first = await new Promise((resolve, reject) => {
+      child.stdout.on('data', d => {
+        out += d
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]))
+      })
+      child.once('exit', code => reject(new Error(`exited ${code}: ${out}${err}`)))
     })
-    child.once('exit', code => reject(new Error(`exited ${code}: ${out}${err}`)))
+    t.equal(first.addon, `prebuilds/linux-${m.arch}/node.napi.musl.node`, 'the musl prebuilt binary loaded')
+    t.equal(first.arch, m.arch)
+    const res = await request(`http://127.0.0.1:${first.port}/musl`, { headersTimeout: 20000 })
+    const body = await res.body.json()
+    t.equal(res.statusCode, 200, 'a request served from the addon\'s listener')
+    t.equal(body.requestLine, 'GET /musl HTTP/1.1')
+    // qemu-user's TCP_INFO translation leaves the backlog field at 0.
+    t.same(body.queue, { listening: true, queued: 0, backlog: m.wrap.length ? body.queue.backlog : 511 }, 'queueInfo (TCP_INFO through the addon) reads the listener')
+    const code = await new Promise(resolve => child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve))
+    t.equal(code, 0, 'Bun exits 0')
+    t.match(out, /\nserved\n/)
+    t.comment(`musl ${m.arch}${m.wrap.length ? ' (qemu)' : ''}: ${first.runtime} served GET /musl through ${first.addon}`)
   })
-  t.equal(first.addon, `prebuilds/linux-${m.arch}/node.napi.musl.node`, 'the musl prebuilt binary loaded')
-  t.equal(first.arch, m.arch)
-  const res = await request(`http://127.0.0.1:${first.port}/musl`, { headersTimeout: 20000 })
-  const body = await res.body.json()
-  t.equal(res.statusCode, 200, 'a request served from the addon\'s listener')
-  t.equal(body.requestLine, 'GET /musl HTTP/1.1')
-  // qemu-user's TCP_INFO translation leaves the backlog field at 0.
-  t.same(body.queue, { listening: true, queued: 0, backlog: m.wrap.length ? body.queue.backlog : 511 }, 'queueInfo (TCP_INFO through the addon) reads the listener')
-  const code = await new Promise(resolve => child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve))
-  t.equal(code, 0, 'Bun exits 0')
-  t.match(out, /\nserved\n/)
-  t.comment(`musl ${m.arch}${m.wrap.length ? ' (qemu)' : ''}: ${first.runtime} served GET /musl through ${first.addon}`)
-})
 }

@@ -4,7 +4,7 @@
 // way the addon can be missing (a pure function; the real cases run in
 // test/unit/package.test.js and test/unit/plugin.test.js).
 const t = require('tap')
-const { unsupportedReason } = require('../../dist/lib/native')
+const { unsupportedReason } = require('../../dist/lib/common/native')
 
 const linux = { platform: 'linux', arch: 'riscv64', libc: 'glibc', loadError: 'No native build was found for platform=linux arch=riscv64 runtime=node abi=127 uv=1 libc=glibc node=24.21.0', installError: null }
 

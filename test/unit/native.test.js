@@ -3,7 +3,7 @@
 // The addon against the real kernel: sockets on loopback, no mocks.
 const t = require('tap')
 const net = require('node:net')
-const { loadNative } = require('../../dist/lib/native')
+const { loadNative } = require('../../dist/lib/common/native')
 const { steerProgram } = require('../../dist/index')
 const { fdCount, sleep, waitFor } = require('../helpers')
 
@@ -182,3 +182,36 @@ t.test('reapOrphans validates its argument and reaps nothing it must keep', asyn
   t.throws(() => binding.reapOrphans(['1']), { code: 'ERR_INVALID_ARG_TYPE' })
   t.equal(binding.reapOrphans([]), 0, 'no exited child here')
 })
+
+t.test('notify sends a datagram with fds (SCM_RIGHTS); socketInfo says what a socket is', async t => {
+  const os = require('node:os')
+  const path = require('node:path')
+  const before = fdCount()
+  const { fd } = binding.createListener('127.0.0.1', 0, 16, false)
+  t.match(binding.socketInfo(fd), { address: '127.0.0.1', family: 4, stream: true, listening: true, reusePort: true })
+  const missing = path.join(os.tmpdir(), `frp-none-${process.pid}.sock`)
+  t.throws(() => binding.notify(missing, 'READY=1', [fd]), { code: 'ENOENT', syscall: 'sendmsg', errno: -2 })
+  t.throws(() => binding.notify('relative.sock', 'READY=1', []), { code: 'ERR_INVALID_ARG_VALUE' })
+  t.throws(() => binding.notify('/x', 'READY=1', [-1]), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => binding.notify('/x', 5, []), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => binding.socketInfo(-1), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => binding.socketInfo(0x7ffffff0), { code: 'EBADF', syscall: 'getsockname' })
+  // A real receiver: python's socket.recv_fds, as systemd would receive it.
+  const sock = path.join(os.tmpdir(), `frp-notify-${process.pid}.sock`)
+  const receiver = require('node:child_process').spawn('python3', ['-c', `
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); print('bound', flush=True)
+msg, fds, _, _ = socket.recv_fds(s, 1024, 8)
+print(msg.decode().replace('\\n', ' '), len(fds), os.fstat(fds[0]).st_ino, flush=True)
+os.unlink(sys.argv[1])
+`, sock], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  receiver.stdout.on('data', d => { out += d })
+  await waitFor(() => out.includes('bound'), { what: 'the receiver' })
+  binding.notify(sock, 'FDSTORE=1\nFDNAME=slot-0', [fd])
+  await new Promise(resolve => receiver.once('close', resolve))
+  const inode = require('node:fs').readlinkSync(`/proc/self/fd/${fd}`).match(/\d+/)[0]
+  t.match(out, new RegExp(`FDSTORE=1 FDNAME=slot-0 1 ${inode}`), 'the same socket arrives, with its message')
+  binding.close(fd)
+  t.equal(fdCount(), before, 'no fd leaked')
+}, { skip: !require('../helpers').hasCommand('python3') && 'needs python3 to receive the datagram' })

@@ -108,7 +108,7 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
     const lines = (rebuilt.stdout + rebuilt.stderr).trim().split('\n')
     t.equal(lines.length, 1, 'it prints one line')
     t.match(lines[0], /^fastify-reuseport: no prebuilt binary for linux-x64 \(glibc\), and building it needs python3, make, a C\+\+ compiler/)
-    t.ok(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and leaves it for lib/native.ts')
+    t.ok(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and leaves it for lib/common/native.ts')
 
     // Without --balancer the CLI falls back to cluster round-robin (test/load/cluster.test.js);
     // asked for reuseport, it says why it cannot and how to fix it.

@@ -5,7 +5,7 @@ const t = require('tap')
 const {
   stallReason, recovered, mayStall, freshStallMemory, replaceReason, requestLimit, nextReplacement,
   failuresAfterExit, healthySlot, respawnDelay, crashLooping, parseSize, formatSize, SETTLED_MS
-} = require('../../dist/lib/policy')
+} = require('../../dist/lib/supervisor/policy')
 
 const limits = { stallTimeout: 500, stallQueue: 32, healthMs: 50 }
 const sample = (over = {}) => ({ now: 10000, healthAt: 10000, delayMs: 1, accepted: 100, queued: 0, ...over })

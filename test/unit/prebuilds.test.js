@@ -60,7 +60,7 @@ const arm64Node = qemu === null ? nodeBinary(22, 'arm64') : { bin: null, why: qe
 // only), opens a listener with it and serves HTTP on it.
 const SERVE = `
   const http = require('node:http')
-  const { loadNative } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'native.js'))})
+  const { loadNative } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'common', 'native.js'))})
   const { binding, reason } = loadNative()
   if (binding === null) throw new Error(reason)
   const { fd, port } = binding.createListener('127.0.0.1', 0, 64, false)

@@ -7,8 +7,8 @@ const net = require('node:net')
 const http2 = require('node:http2')
 const Fastify = require('fastify')
 const { Agent, request } = require('undici')
-const { openConnections, shed } = require('../../dist/lib/shed')
-const { trackSessions } = require('../../dist/lib/drain')
+const { openConnections, shed } = require('../../dist/lib/worker/shed')
+const { trackSessions } = require('../../dist/lib/plugin/drain')
 const { sleep, waitFor } = require('../helpers')
 
 /** A fastify server on 127.0.0.1 that counts its connections as they open and close. */
@@ -204,8 +204,8 @@ t.test('HTTP/2: shed closes the busiest session with GOAWAY; its stream in fligh
   await waitFor(() => openConnections(app.server) === 1, { what: 'the server to count 1' })
 })
 
-t.test('openConnections adds the connections of extra listeners (::1 beside 127.0.0.1), as lib/listen.ts serves them', async t => {
-  const { kListeners } = require('../../dist/lib/symbols')
+t.test('openConnections adds the connections of extra listeners (::1 beside 127.0.0.1), as lib/plugin/listen.ts serves them', async t => {
+  const { kListeners } = require('../../dist/lib/plugin/symbols')
   const { app, port } = await serve(t)
   // What listen.ts does for a second address of 'localhost' (this machine resolves it to 127.0.0.1 only).
   const extra = net.createServer(socket => app.server.emit('connection', socket))

@@ -1,6 +1,6 @@
 'use strict'
 
-// The worker's log destination (lib/stdout.ts) on real files, pipes and
+// The worker's log destination (lib/worker/stdout.ts) on real files, pipes and
 // processes: a turn's lines go out in one write at the turn's end, and
 // nothing is lost at exit, on a full pipe, or with the reader gone.
 const t = require('tap')
@@ -9,9 +9,9 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { ROOT, sleep } = require('../helpers')
-const { turnBuffered } = require('../../dist/lib/stdout')
+const { turnBuffered } = require('../../dist/lib/worker/stdout')
 
-const MODULE = JSON.stringify(path.join(ROOT, 'dist', 'lib', 'stdout.js'))
+const MODULE = JSON.stringify(path.join(ROOT, 'dist', 'lib', 'worker', 'stdout.js'))
 
 function tempFile (t) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'reuseport-stdout-'))

@@ -1,0 +1,86 @@
+// The protocol between the supervisor and its workers, spoken over the
+// private control channel (lib/common/channel.ts).
+/** What the supervisor tells a worker through its environment, which the worker removes before the app loads. */
+export interface WorkerConfig {
+  app: string
+  slot: number
+  /** The control channel's fd. */
+  control: number
+  logLevel: string
+  prettyLogs: boolean
+  /** fastify-cli's -o: merge the app's exported `options` into the Fastify options. */
+  useOptions: boolean
+  prefix: string | undefined
+  pluginTimeout: number
+  bodyLimit: number | undefined
+  /** Close a kept-alive connection after it has been idle this long while draining. */
+  idleMs: number
+  /** Stop waiting for connections after this long while draining. */
+  graceMs: number
+  /** Report event-loop delay and accepted connections this often, ms. */
+  healthMs: number
+  /** Count requests for --max-requests (nothing is counted per request otherwise). */
+  countRequests: boolean
+  /**
+   * The cluster balancer's listen options: the worker listens itself, through
+   * Node's cluster primary. null: serve the slot fds handed down.
+   */
+  listen: { port: number, host: string, backlog: number } | null
+}
+
+export const WORKER_ENV = 'FASTIFY_REUSEPORT_WORKER'
+
+/** The serialized error of a worker that failed to boot or crashed. */
+export interface ErrorReport {
+  code: string
+  message: string
+}
+
+export type WorkerMessage =
+  | { type: 'ready', addresses: string[] }
+  | ({ type: 'error' } & ErrorReport)
+  /**
+   * Event-loop delay (max over the last interval), connections accepted so
+   * far and open now, resident set size and requests served.
+   */
+  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number }
+
+export type SupervisorMessage =
+  | { type: 'drain' }
+  /** End this many kept-alive connections gracefully (lib/worker/shed.ts): the slot holds more than its share. */
+  | { type: 'shed', count: number }
+
+/** Over Node's IPC channel, with the socket as its handle: a connection from an orphaned slot's queue. */
+export const HANDOFF = 'fastify-reuseport:connection'
+
+export function isWorkerMessage (value: unknown): value is WorkerMessage {
+  if (typeof value !== 'object' || value === null) return false
+  const m = value as Record<string, unknown>
+  return (m.type === 'ready' && Array.isArray(m.addresses)) ||
+    (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
+    (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
+      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number')
+}
+
+/** An error as it crosses the IPC channel: the stack keeps Node's location lines of a SyntaxError. */
+export interface ErrorInfo {
+  name: string
+  message: string
+  code?: string
+  stack: string
+}
+
+/**
+ * An error that ends the worker, sent before it exits: at boot (before the
+ * 'error' message, as that message's cause), or an uncaught exception while
+ * serving or draining.
+ */
+export type FatalMessage = { type: 'fatal', phase: 'boot' | 'serving' | 'draining', error: ErrorInfo }
+
+export function isFatalMessage (value: unknown): value is FatalMessage {
+  if (typeof value !== 'object' || value === null) return false
+  const m = value as Record<string, unknown>
+  const e = m.error as Record<string, unknown> | null | undefined
+  return m.type === 'fatal' && typeof m.phase === 'string' && typeof e === 'object' && e !== null &&
+    typeof e.message === 'string' && typeof e.stack === 'string'
+}

@@ -1,0 +1,164 @@
+// One worker's life: spawned on its slot's fds, ready (it now serves the
+// slot), draining (replaced, retired, shut down), exited. Its exit goes to
+// the recovery (lib/supervisor/recovery.ts) whatever the reason.
+import { FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_WORKER_FAILED, reviveError } from '../common/errors'
+import { isFatalMessage, isWorkerMessage, type SupervisorMessage } from '../common/messages'
+import type { Context } from './context'
+import { createLineForwarder, type LineForwarder } from './logs'
+import { freshStallMemory, hung, requestLimit } from './policy'
+import type { Slot, Worker } from './slot'
+import type { Exit, Spawner } from './spawn'
+
+export function describeExit ({ code, signal, error }: Exit): string {
+  if (error !== null) return `spawn error ${(error as NodeJS.ErrnoException).code ?? error.message}`
+  return signal !== null ? `signal ${signal}` : `code ${code}`
+}
+
+export class Lifecycle {
+  /** Each worker writes to pipes of its own; only whole lines reach ours (made with the first pipe). */
+  private output: { stdout: LineForwarder, stderr: LineForwarder } | null = null
+
+  constructor (
+    private readonly ctx: Context,
+    private readonly spawner: Spawner,
+    private readonly onExit: (worker: Worker, exit: Exit) => void
+  ) {}
+
+  /** Starts a worker on the slot's fds and resolves once it serves; it is then the slot's worker. */
+  async spawnReady (slot: Slot): Promise<Worker> {
+    const worker = this.spawn(slot)
+    try {
+      await this.waitReady(worker)
+      // A slot retired, or a shutdown begun, while it booted: it must not serve a socket nobody owns.
+      if (!this.ctx.table.live(slot)) throw new FST_REUSEPORT_WORKER_FAILED(slot.index + 1, 'its slot was retired while it started')
+    } catch (err) {
+      worker.proc.kill('SIGKILL')
+      await worker.proc.exited
+      throw err
+    }
+    this.promote(slot, worker)
+    return worker
+  }
+
+  /** `worker` now serves `slot`; the one it replaces drains. */
+  private promote (slot: Slot, worker: Worker): void {
+    const previous = slot.worker
+    this.release(slot)
+    const now = this.ctx.clock.now()
+    slot.worker = worker
+    worker.state = 'ready'
+    worker.readyAt = worker.healthAt = now
+    slot.stalled = false
+    slot.stallMemory = freshStallMemory()
+    this.ctx.table.lastServedAt = now
+    slot.orphaned = false
+    this.ctx.table.changed(slot)
+    if (previous !== null && previous.state === 'ready') this.drain(previous)
+  }
+
+  /** The slot's worker stops being its worker (replaced, hung, exited). */
+  release (slot: Slot): void {
+    const w = slot.worker
+    if (w === null) return
+    slot.acceptedBefore += w.accepted
+    slot.worker = null
+  }
+
+  private spawn (slot: Slot): Worker {
+    const { settings, clock, sockets } = this.ctx
+    const { config, preload, maxRequests, maxRequestsJitter } = settings
+    const proc = this.spawner({ listeners: slot.listeners, config: { ...config, slot: slot.index }, preload, viaCluster: sockets.balancer === 'cluster' })
+    const { stdout, stderr } = proc.child ?? {}
+    if (stdout || stderr) this.output ??= { stdout: createLineForwarder(process.stdout), stderr: createLineForwarder(process.stderr) }
+    if (stdout) this.output?.stdout.add(stdout)
+    if (stderr) this.output?.stderr.add(stderr)
+    const now = clock.now()
+    const worker: Worker = {
+      proc,
+      pid: proc.pid,
+      slot,
+      state: 'starting',
+      readyAt: null,
+      addresses: [],
+      healthAt: now,
+      delayMs: 0,
+      accepted: 0,
+      open: 0,
+      rss: 0,
+      requests: 0,
+      requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
+      error: null
+    }
+    slot.workers.add(worker)
+    proc.channel?.on('message', (m: unknown) => {
+      if (isFatalMessage(m)) worker.error = reviveError(m.error)
+      if (!isWorkerMessage(m) || m.type !== 'health') return
+      worker.healthAt = clock.now()
+      worker.delayMs = m.delayMs
+      worker.accepted = m.accepted
+      worker.open = m.open
+      worker.rss = m.rss
+      worker.requests = m.requests
+    })
+    void proc.exited.then(exit => {
+      slot.workers.delete(worker)
+      this.onExit(worker, exit)
+    })
+    return worker
+  }
+
+  private waitReady (worker: Worker): Promise<void> {
+    const { settings: { readyTimeout }, clock } = this.ctx
+    const n = worker.slot.index + 1
+    return new Promise((resolve, reject) => {
+      let settled = false
+      const timer = clock.setTimeout(() => finish(new FST_REUSEPORT_READY_TIMEOUT(n, readyTimeout)), readyTimeout)
+      const onMessage = (m: unknown): void => {
+        if (!isWorkerMessage(m)) return
+        if (m.type === 'ready') {
+          worker.addresses = m.addresses
+          finish(null)
+        } else if (m.type === 'error') {
+          // The 'fatal' message before it carried the error itself: Node's text, with the location of a syntax error.
+          finish(new FST_REUSEPORT_WORKER_FAILED(n, `${m.message} (${m.code})`, ...(worker.error ? [{ cause: worker.error }] : [])))
+        }
+      }
+      const finish = (err: Error | null): void => {
+        if (settled) return
+        settled = true
+        clock.clearTimeout(timer)
+        worker.proc.channel?.off('message', onMessage)
+        if (err) reject(err)
+        else resolve()
+      }
+      worker.proc.channel?.on('message', onMessage)
+      void worker.proc.exited.then(exit => finish(new FST_REUSEPORT_WORKER_FAILED(n, exit.error !== null
+        ? describeExit(exit)
+        : `exited with ${describeExit(exit)} before it was ready`)))
+    })
+  }
+
+  /** Tells a worker to drain; one that cannot (hung) is killed, and one that takes past the grace too. */
+  drain (worker: Worker): void {
+    if (worker.state === 'exited') return
+    const { settings, clock, log, table } = this.ctx
+    const wasReady = worker.state === 'ready'
+    worker.state = 'draining'
+    const now = clock.now()
+    if (wasReady && hung(now - worker.healthAt, settings.stallTimeout)) {
+      log.warn({ slot: worker.slot.index, workerPid: worker.pid }, `${table.line(worker.slot)}: worker ${worker.pid} is hung (no health report for ${now - worker.healthAt} ms): killed instead of drained`)
+      worker.proc.kill('SIGKILL')
+      return
+    }
+    const message: SupervisorMessage = { type: 'drain' }
+    void worker.proc.channel?.send(message)
+    // The worker gives up on its own at graceMs; this is for one that cannot.
+    const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), settings.closeGraceDelay + 1000)
+    void worker.proc.exited.then(() => clock.clearTimeout(kill))
+  }
+
+  /** Resolves once the workers' last lines, still on their way through the forwarders, are out. */
+  async flushed (): Promise<void> {
+    if (this.output !== null) await Promise.all([this.output.stdout.ended(), this.output.stderr.ended()])
+  }
+}

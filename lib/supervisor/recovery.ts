@@ -1,0 +1,105 @@
+// The crash path, as one unit: a worker that was serving exits (a crash, a
+// kill, an OOM) or hangs. Its slot keeps its socket, so what is queued on it
+// waits: handed to the other workers meanwhile, then served by the
+// replacement, which starts at once when the dead worker had served, or
+// after a backoff when its slot keeps failing.
+import type { Context } from './context'
+import { describeExit, type Lifecycle } from './lifecycle'
+import { failuresAfterExit, respawnDelay, SETTLED_MS, type ReplaceReason } from './policy'
+import type { Slot, Worker } from './slot'
+import type { Exit } from './spawn'
+
+export class Recovery {
+  lifecycle!: Lifecycle
+
+  constructor (private readonly ctx: Context) {}
+
+  /** Every worker exit comes here; only the exit of a slot's serving worker starts a recovery. */
+  readonly onExit = (worker: Worker, exit: Exit): void => {
+    const { table, log, clock, settings, emit } = this.ctx
+    const slot = worker.slot
+    const wasServing = slot.worker === worker && worker.state === 'ready'
+    const wasDraining = worker.state === 'draining'
+    worker.state = 'exited'
+    const err = worker.error
+    if (wasDraining && (err !== null || (exit.code !== 0 && exit.signal === null))) {
+      log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, err }, `${table.line(slot)}: draining worker ${worker.pid} exited with ${describeExit(exit)}${err ? `: ${err.message}` : ''}`)
+    }
+    if (!wasServing) return
+    const now = clock.now()
+    this.orphan(slot, now + 2 * settings.config.healthMs)
+    slot.lastExit = describeExit(exit)
+    table.changed(slot)
+    if (!table.live(slot)) return
+    // Its socket lives on here: connections queued on it wait for the replacement, or are handed over.
+    const readyFor = worker.readyAt === null ? null : now - worker.readyAt
+    slot.failures = failuresAfterExit(slot.failures, readyFor, worker.accepted)
+    if (readyFor === null || readyFor < SETTLED_MS) slot.earlyDeaths++
+    const delay = respawnDelay(slot.failures)
+    log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, ...(err ? { err } : {}) },
+      `${table.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
+    emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
+    // The hand-off waits until handoffAfter: look again then.
+    clock.setTimeout(() => table.changed(), 2 * settings.config.healthMs).unref?.()
+    this.scheduleRespawn(slot, delay)
+  }
+
+  /** The slot has lost its worker: out of rotation, its queue handed over from `handoffAfter` on. */
+  private orphan (slot: Slot, handoffAfter: number): void {
+    this.lifecycle.release(slot)
+    slot.orphaned = true
+    slot.handoffAfter = handoffAfter
+    slot.stalled = false
+  }
+
+  /**
+   * A hung worker cannot drain: kill it, and start its replacement on the
+   * same fds at once. The slot stays out of rotation meanwhile; what is
+   * queued on it is handed to the other workers, then to the replacement.
+   * Only what the hung worker had accepted itself is lost.
+   */
+  replaceHung (slot: Slot, detail: string): void {
+    const w = slot.worker
+    if (w === null) return
+    announceReplacement(this.ctx, slot, 'hung', detail, 'killed, its queue waits for the next worker')
+    this.orphan(slot, this.ctx.clock.now())
+    w.state = 'draining'
+    w.proc.kill('SIGKILL')
+    this.ctx.table.changed(slot)
+    this.respawn(slot)
+  }
+
+  scheduleRespawn (slot: Slot, delay: number): void {
+    const { clock } = this.ctx
+    clock.clearTimeout(slot.respawnTimer)
+    slot.respawnTimer = clock.setTimeout(() => { slot.respawnTimer = null; this.respawn(slot) }, delay)
+  }
+
+  private respawn (slot: Slot): void {
+    const { table, log, emit } = this.ctx
+    if (!table.live(slot) || slot.worker !== null || table.starting(slot)) return
+    slot.restarts++
+    const ready = this.lifecycle.spawnReady(slot)
+    table.changed(slot)
+    ready.then(w => {
+      log.info({ slot: slot.index, workerPid: w.pid }, `${table.line(slot)}: worker ${w.pid} ready`)
+      emit('respawn', { slot: slot.index, pid: w.pid })
+    }, (err: Error) => {
+      if (!table.live(slot)) return
+      slot.failures++
+      const delay = respawnDelay(slot.failures)
+      log.error({ slot: slot.index, err }, `${table.line(slot)}: ${err.message}; retrying in ${delay} ms`)
+      table.changed(slot)
+      this.scheduleRespawn(slot, delay)
+    })
+  }
+}
+
+/** One line and one 'replace' event for every replacement the self-healing rules order. */
+export function announceReplacement ({ table, log, emit }: Context, slot: Slot, reason: ReplaceReason, detail: string, how: string): void {
+  const w = slot.worker
+  if (w === null) return
+  slot.replacements[reason]++
+  log.warn({ slot: slot.index, workerPid: w.pid, reason, detail }, `${table.line(slot)}: replacing worker ${w.pid} (${reason}: ${detail}); ${how}`)
+  emit('replace', { slot: slot.index, pid: w.pid, reason, detail })
+}
