@@ -6,7 +6,7 @@ import type { ResolvedOptions } from './options'
 import { validateBacklog } from '../common/validate'
 import { LISTENERS_ENV, closeListeners, inheritedListeners, openListeners, parsePort, resolveHost, type Listener } from '../common/listener'
 import { kListeners, kPatched } from './symbols'
-import { countConnections } from './drain'
+import { countConnections } from './connections'
 
 type ListenFn = (...args: unknown[]) => net.Server
 

@@ -3,7 +3,7 @@
 // reconnect, and the supervisor's steering places them on another slot.
 import type http from 'node:http'
 import type net from 'node:net'
-import { connectionsList } from '../plugin/drain'
+import { connectionsList } from '../plugin/connections'
 import { kListeners, kSessions, kShed, kShedding } from '../plugin/symbols'
 
 interface Http2Session {

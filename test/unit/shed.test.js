@@ -8,7 +8,7 @@ const http2 = require('node:http2')
 const Fastify = require('fastify')
 const { Agent, request } = require('undici')
 const { openConnections, shed } = require('../../dist/lib/worker/shed')
-const { trackSessions } = require('../../dist/lib/plugin/drain')
+const { trackSessions } = require('../../dist/lib/plugin/connections')
 const { sleep, waitFor } = require('../helpers')
 
 /** A fastify server on 127.0.0.1 that counts its connections as they open and close. */
