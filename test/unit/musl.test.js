@@ -49,7 +49,7 @@ const TARGETS = [{
   needs: 'root, apt-get and qemu-user-static'
 }]
 
-/** Debian's arm64 musl (loader and libc are one file), unpacked into .tools/ once. */
+/** Debian's arm64 musl (loader and libc are one file), unpacked into the tools cache once. */
 function muslArm64 () {
   const root = path.join(TOOLS, 'musl-arm64-root')
   const libc = path.join(root, 'lib', 'aarch64-linux-musl', 'libc.so')
