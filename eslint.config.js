@@ -4,7 +4,7 @@
 module.exports = [
   ...require('neostandard')({
     ts: true,
-    ignores: ['test/fixtures/bad-syntax/**', 'dist/**', 'build/**', 'prebuilds/**', 'bench/.work/**', 'coverage/**', '.tap/**', 'node_modules/**']
+    ignores: ['test/fixtures/bad-syntax/**', 'dist/**', 'build/**', 'prebuilds/**', 'bench/.work/**', 'coverage/**', '.tap/**', 'node_modules/**', '.zig-cache/**', '.node*/**']
   }),
   {
     rules: {

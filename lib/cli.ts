@@ -3,7 +3,8 @@
 // flags (lib/supervisor/flags.ts), starts the supervisor, and turns signals
 // into its operations.
 import closeWithGrace from 'close-with-grace'
-import { helpText, parseCli, type CliConfig } from './supervisor/flags'
+import { buildAddon, version } from './supervisor/commands'
+import { helpText, parseCli } from './supervisor/flags'
 import { makeLogger, start } from './supervisor/start'
 
 /** Resolves once stdout has written everything queued (it is non-blocking on a pipe). */
@@ -27,16 +28,17 @@ function fail (err: Error & { code?: string }): never {
 }
 
 async function main (): Promise<void> {
-  let config: CliConfig | 'help'
+  let config: ReturnType<typeof parseCli>
   try {
     config = parseCli(process.argv.slice(2))
   } catch (err) {
     fail(err as Error)
   }
-  if (config === 'help') {
-    process.stdout.write(helpText())
+  if (config === 'help' || config === 'version') {
+    process.stdout.write(config === 'help' ? helpText() : `${version()}\n`)
     return
   }
+  if (config === 'build') process.exit(buildAddon())
   const { drainDelay } = config
   const logger = makeLogger(config.supervisorLogLevel, config.start.prettyLogs === true)
   const handle = await start({ ...config.start, logger }).catch(fail)

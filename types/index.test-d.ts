@@ -1,6 +1,6 @@
 // Type tests, checked by `tsc -p types` in npm test: every @ts-expect-error
 // line must fail to compile, every other line must compile.
-import Fastify from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
 import reuseport, { fastifyReuseport, start, steerProgram, type FastifyReuseportOptions, type SlotInfo, type SupervisorHandle } from '..'
 
 const app = Fastify()
@@ -55,9 +55,13 @@ const program: Uint32Array = steerProgram([1, 0, 1])
 void program
 
 const drained = Fastify()
-drained.onDrain(async (instance) => { instance.log.info('draining') })
+drained.onDrain?.(async (instance) => { instance.log.info('draining') })
 // @ts-expect-error onDrain takes a function
-drained.onDrain('x')
+drained.onDrain?.('x')
+// @ts-expect-error onDrain is undefined where the plugin is not registered: call it with ?.
+drained.onDrain(async () => {})
+const chained: FastifyInstance | undefined = drained.onDrain?.(async () => {})
+void chained
 
 async function heal (handle: SupervisorHandle): Promise<void> {
   handle.on('replace', ({ slot, reason, detail }) => { const r: 'hung' | 'memory' | 'requests' = reason; void slot; void r; void detail })

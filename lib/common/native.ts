@@ -63,7 +63,7 @@ export interface NativeFacts {
   libc: 'glibc' | 'musl'
   /** The first line of node-gyp-build's error, or null when it loaded. */
   loadError: string | null
-  /** What native/install.js found missing when it could not build the addon. */
+  /** What native/build.js found missing when it could not build the addon. */
   installError: string | null
 }
 
@@ -76,16 +76,17 @@ export function unsupportedReason (facts: NativeFacts): string {
     return `SO_REUSEPORT balances connections across processes on Linux only, not on ${platform}: deploy on Linux to use it`
   }
   const packages = libc === 'musl' ? 'apk add python3 make g++' : 'apt-get install python3 make g++'
+  // Installing runs no script (npm 11, pnpm 10 and Bun would ask for approval
+  // first): where no prebuilt binary fits, the user builds it, once.
   if (installError !== null) {
-    return `the native addon could not be loaded: ${installError}; to fix, install ${TOOLS} (${packages}) and run \`npm rebuild fastify-reuseport\``
+    return `the native addon could not be loaded: ${installError}; to fix, install ${TOOLS} (${packages}) and run \`npx fastify-reuseport build\``
   }
   if (loadError === null || loadError.startsWith('No native build was found')) {
-    // The install script did not run (--ignore-scripts) or its build is gone.
-    return `the native addon could not be loaded: no prebuilt binary for linux-${arch} (${libc}) and no build from source; ` +
-      `to fix, run \`npm rebuild fastify-reuseport\` (building from source needs ${TOOLS})`
+    return `the native addon could not be loaded: no prebuilt binary for linux-${arch} (${libc}); ` +
+      `to fix, build it from source: \`npx fastify-reuseport build\` (needs ${TOOLS})`
   }
   return `the native addon could not be loaded (${loadError}); to fix, build it from source: ` +
-    `\`npm rebuild fastify-reuseport --build-from-source\` (needs ${TOOLS})`
+    `\`npx fastify-reuseport build\` (needs ${TOOLS})`
 }
 
 // Mirrors node-gyp-build, which picks prebuilds/*.musl.node on Alpine or with LIBC=musl.

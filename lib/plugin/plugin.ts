@@ -20,8 +20,13 @@ declare module 'fastify' {
      * retired slot), while in-flight requests are still served: end your own
      * long-lived streams there so that their clients reconnect to the new
      * worker. Under fastify-reuseport start only; never called otherwise.
+     *
+     * Optional: it exists once this plugin is registered, which
+     * `fastify-reuseport start` does in every worker before the app. Under
+     * `fastify start` or in a test without the plugin it is undefined, hence
+     * `fastify.onDrain?.(hook)`.
      */
-    onDrain (hook: DrainHook): FastifyInstance
+    onDrain? (hook: DrainHook): FastifyInstance
   }
 }
 

@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { FST_REUSEPORT_INVALID_ARGUMENT } from '../common/errors'
 import type { StartOptions } from './options'
 import { parseSize } from './policy'
+import { WATCH_HINT, explainParseError, otherCommand } from './commands'
 import { envNames, flagUsage, TABLE, type Setting } from './settings'
 
 export interface CliConfig {
@@ -43,7 +44,10 @@ function parseText (s: Setting & { flag: string }, text: string): unknown {
       const port = integer(0)
       return port > 65535 ? bad(`--${name} must be an integer from 0 to 65535, received '${text}'`) : port
     }
-    case 'workers': return text === 'auto' ? 'auto' : integer(1)
+    case 'workers':
+      // fastify-cli's -w is --watch: a value that is no count gets the hint.
+      if (text !== 'auto' && !/^\s*\d+\s*$/.test(text)) bad(`--workers must be an integer >= 1 or auto, received '${text}': ${WATCH_HINT}`)
+      return text === 'auto' ? 'auto' : integer(1)
     case 'size': return parseSize(text) ?? bad(`--${name} must be a size such as 512M or 1G, received '${text}'`)
     case 'switch':
       if (/^(on|true|1|yes)$/i.test(text)) return true
@@ -69,19 +73,22 @@ function inContainer (env: NodeJS.ProcessEnv): boolean {
 }
 
 /** Parses `start [options] <app>`. */
-export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
+export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' | 'version' | 'build' {
   const [command, ...rest] = argv
-  if (command === '--help' || command === '-h' || command === 'help') return 'help'
+  const other = otherCommand(command)
+  if (other !== null) return other
   if (command !== 'start') bad(command === undefined ? 'missing command: use "fastify-reuseport start <app-file>"' : `unknown command '${command}': use "fastify-reuseport start <app-file>"`)
   let parsed
   try {
     parsed = parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true })
   } catch (err) {
     // Node's own text goes on to explain '--' for positionals: the first sentence says it all.
-    bad((err as Error).message.split(/\.\s/)[0] as string)
+    bad(explainParseError((err as Error).message.split(/\.\s/)[0] as string))
   }
   const { values, positionals } = parsed
   if (values.help === true) return 'help'
+  const w = values.workers
+  if (positionals.length === 0 && typeof w === 'string' && !/^(\d+|auto)$/.test(w)) bad(`-w took '${w}' as the worker count and no app file is left: ${WATCH_HINT}`)
   if (positionals.length !== 1) bad(positionals.length === 0 ? 'missing the app file: fastify-reuseport start [options] <app-file>' : `expected one app file, received ${positionals.join(' ')}`)
 
   const given: Record<string, unknown> = {}
@@ -123,6 +130,9 @@ export function helpText (): string {
     return text.map((l, i) => `${(i === 0 ? usage : '').padEnd(32)} ${l}`).join('\n')
   }
   return `Usage: fastify-reuseport start [options] <app-file>
+       fastify-reuseport build       build the addon from source (where no
+                                     prebuilt binary fits; needs python3, make, g++)
+       fastify-reuseport --version
 
 Runs a Fastify app (a plugin file, as for "fastify start") on N worker
 processes, each serving its own SO_REUSEPORT socket. The supervisor owns the

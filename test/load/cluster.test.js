@@ -80,7 +80,7 @@ t.test('without the addon, start falls back to cluster and says why; --balancer 
   t.match(forced.stderr, /^fastify-reuseport: FST_REUSEPORT_UNSUPPORTED: Cannot run supervised workers: the native addon could not be loaded.*; to fix, .*\n$/)
 
   const copy = await startCopy(t, cli)
-  t.match(matching(copy, /^safety nets: balancer cluster round-robin/)[0].msg, /\(the native addon could not be loaded/, 'the start line says why')
+  t.match(matching(copy, /^safety nets: balancer cluster round-robin/)[0].msg, /\(the native addon could not be loaded: no prebuilt binary for linux-\w+ \((glibc|musl)\); to fix, build it from source: `npx fastify-reuseport build`/, 'the start line says why, and the one command that fixes it')
   const r = await load({ url: copy.url, durationMs: 800, connections: 2, keepAlive: false })
   t.equal(r.failed, 0, 'it serves')
   t.equal(Object.keys(r.pids).length, 2, 'on both workers')

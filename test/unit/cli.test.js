@@ -35,8 +35,13 @@ const cases = [
   ['a port that is not a number', ['start', '--port', 'http', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: --port must be an integer >= 0, received 'http'/],
   ['a bad port from PORT', ['start', app], 2, /--port must be an integer >= 0, received 'x1'/, { PORT: 'x1' }],
   ['zero workers', ['start', '-w', '0', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: --workers must be an integer >= 1, received '0'/],
-  ['a worker count that is not a number', ['start', '--workers', 'two', app], 2, /--workers must be an integer >= 1, received 'two'/],
+  ['a worker count that is not a number', ['start', '--workers', 'two', app], 2, /--workers must be an integer >= 1 or auto, received 'two': -w is --workers/],
   ['a bad log level', ['start', '-l', 'loud', app], 2, /--log-level must be one of .*received 'loud'/],
+  // fastify-cli's -w is --watch: each way it shows up names the difference.
+  ['-w with no value (fastify-cli --watch habit)', ['start', app, '-w'], 2, /^fastify-reuseport: FST_REUSEPORT_INVALID_ARGUMENT: Option '-w, --workers <value>' argument missing: -w is --workers <n\|auto> here; fastify-cli's -w\/--watch is not supported \(send SIGHUP to reload the app\)\n$/],
+  ['-w followed by another flag (ambiguous)', ['start', '-w', '-l', 'info', app], 2, /Option '-w' argument is ambiguous: -w is --workers <n\|auto> here; fastify-cli's -w\/--watch is not supported/],
+  ['-w before the app file', ['start', '-w', app], 2, /-w took '.*app\.js' as the worker count and no app file is left: -w is --workers <n\|auto> here; fastify-cli's -w\/--watch is not supported/],
+  ['--watch', ['start', '--watch', app], 2, /Unknown option '--watch': -w is --workers <n\|auto> here; fastify-cli's -w\/--watch is not supported/],
   ['no app file', ['start'], 2, /FST_REUSEPORT_INVALID_ARGUMENT: missing the app file/],
   ['no command', [], 2, /FST_REUSEPORT_INVALID_ARGUMENT: missing command/],
   ['an unknown command', ['serve', app], 2, /FST_REUSEPORT_INVALID_ARGUMENT: unknown command 'serve'/],
@@ -105,4 +110,17 @@ t.test('every flag is read from its FASTIFY_* variable too, and a flag wins over
   t.match(c.start, { workers: 3, stallTimeout: 100, balance: false, maxMemory: 1024 ** 3, options: true, preload: ['--require', './a.js'] })
   t.equal(c.start.logLevel, 'fatal', 'the workers log at fatal unless -l says otherwise')
   t.equal(c.supervisorLogLevel, 'info', 'the supervisor at info')
+})
+
+t.test('--version and -v print the version', async t => {
+  const { version } = require('../../package.json')
+  for (const flag of ['--version', '-v']) {
+    const r = await run([flag])
+    t.equal(r.code, 0, `${flag} exits 0`)
+    t.equal(r.stdout, `${version}\n`, `${flag} prints ${version}`)
+    t.equal(r.stderr, '')
+  }
+  const help = await run(['--help'])
+  t.match(help.stdout, /-v, --version/, '--help lists it')
+  t.match(help.stdout, /fastify-reuseport build/, 'and the build command')
 })

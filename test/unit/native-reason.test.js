@@ -15,22 +15,22 @@ t.test('not Linux: nothing to fix but the platform', async t => {
   }
 })
 
-t.test('the install script could not build it: what it found missing, and the packages to install', async t => {
+t.test('`fastify-reuseport build` could not build it: what it found missing, and the packages to install', async t => {
   const installError = 'no prebuilt binary for linux-riscv64 (glibc), and building it needs make'
   t.equal(unsupportedReason({ ...linux, installError }),
-    `the native addon could not be loaded: ${installError}; to fix, install python3, make and g++ (apt-get install python3 make g++) and run \`npm rebuild fastify-reuseport\``)
+    `the native addon could not be loaded: ${installError}; to fix, install python3, make and g++ (apt-get install python3 make g++) and run \`npx fastify-reuseport build\``)
   t.match(unsupportedReason({ ...linux, libc: 'musl', installError }), /\(apk add python3 make g\+\+\)/, 'Alpine gets apk')
 })
 
-t.test('the install script never ran (--ignore-scripts) and no binary fits', async t => {
+t.test('no binary fits and none was built (installing runs no script)', async t => {
   t.equal(unsupportedReason(linux),
-    'the native addon could not be loaded: no prebuilt binary for linux-riscv64 (glibc) and no build from source; ' +
-    'to fix, run `npm rebuild fastify-reuseport` (building from source needs python3, make and g++)')
+    'the native addon could not be loaded: no prebuilt binary for linux-riscv64 (glibc); ' +
+    'to fix, build it from source: `npx fastify-reuseport build` (needs python3, make and g++)')
 })
 
 t.test('a binary was found but did not load', async t => {
   const loadError = 'Error relocating node.napi.glibc.node: __sprintf_chk: symbol not found'
   t.equal(unsupportedReason({ ...linux, arch: 'x64', loadError }),
     `the native addon could not be loaded (${loadError}); to fix, build it from source: ` +
-    '`npm rebuild fastify-reuseport --build-from-source` (needs python3, make and g++)')
+    '`npx fastify-reuseport build` (needs python3, make and g++)')
 })

@@ -5,9 +5,9 @@
 // tarball into a fresh app whose PATH holds node, npm and a few shell basics
 // only: no cc, c++, make or python. The install compiles nothing and the
 // installed CLI serves with two workers. Then the same app without a binary
-// for its platform: install still succeeds, with one line saying what is
-// missing, and the CLI and the plugin report FST_REUSEPORT_UNSUPPORTED with
-// the fix.
+// for its platform: `fastify-reuseport build` builds it with the tools, or
+// prints one line saying what is missing without them, and the CLI and the
+// plugin report FST_REUSEPORT_UNSUPPORTED with the fix.
 const t = require('tap')
 const { execFileSync, spawnSync } = require('node:child_process')
 const crypto = require('node:crypto')
@@ -30,7 +30,7 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
   // A copy of the source, so that prepare's tsc does not rewrite dist/ under
   // the tests running next to this one; it lacks one prebuilt binary.
   const src = path.join(tmp, 'src')
-  for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'binding.gyp', 'index.ts', 'lib', 'native', 'types', 'prebuilds']) {
+  for (const entry of ['package.json', 'tsconfig.json', 'README.md', 'binding.gyp', 'index.ts', 'lib', 'native', 'scripts', 'types', 'prebuilds']) {
     fs.cpSync(path.join(ROOT, entry), path.join(src, entry), { recursive: true })
   }
   fs.rmSync(path.join(src, 'prebuilds', 'linux-arm64', 'node.napi.musl.node'))
@@ -43,7 +43,8 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
     'prebuilds/linux-arm64/node.napi.glibc.node', 'prebuilds/linux-arm64/node.napi.musl.node',
     'prebuilds/linux-x64/node.napi.glibc.node', 'prebuilds/linux-x64/node.napi.musl.node'
   ], 'the tarball carries the four binaries; prepack made the missing one')
-  t.ok(files.includes('dist/lib/cli.js') && files.includes('native/install.js'), 'and the compiled JavaScript and the install script')
+  t.ok(files.includes('dist/lib/cli.js') && files.includes('native/build.js') && files.includes('native/binding.gyp'), 'and the compiled JavaScript and what `fastify-reuseport build` needs')
+  t.notOk(files.includes('binding.gyp'), 'but no binding.gyp at the root: npm, pnpm and Bun would run node-gyp at install')
   t.notOk(files.some(f => f.startsWith('build/')), 'and no build/')
 
   const bin = toolchainFreePath(path.join(tmp, 'bin'))
@@ -67,7 +68,7 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
   t.comment(`npm install: ${Date.now() - t0} ms`)
   const pkg = path.join(app, 'node_modules', 'fastify-reuseport')
   t.notOk(fs.existsSync(path.join(pkg, 'build')), 'nothing was compiled: no build/')
-  t.notMatch(installed.stdout + installed.stderr, /^fastify-reuseport:/m, 'the install script printed nothing')
+  t.notMatch(installed.stdout + installed.stderr, /^fastify-reuseport:|install-scripts/m, 'no script ran or was asked for')
 
   t.test('the installed CLI serves with two workers', async t => {
     const port = await freePort()
@@ -87,11 +88,12 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
     t.same(await sup.stop('SIGTERM'), { code: 0, signal: null }, 'graceful exit')
   })
 
-  t.test('no binary for this platform, build tools present: install builds from source', async t => {
+  t.test('no binary for this platform, build tools present: `npx fastify-reuseport build` builds from source', async t => {
     // What a platform without a prebuild (linux-riscv64, say) sees.
     fs.rmSync(path.join(pkg, 'prebuilds'), { recursive: true })
-    const rebuilt = spawnSync('npm', ['rebuild', 'fastify-reuseport'], { cwd: app, encoding: 'utf8', timeout: 120000 })
-    t.equal(rebuilt.status, 0, 'npm rebuild (the install script) succeeds', { output: rebuilt.status === 0 ? undefined : rebuilt.stdout + rebuilt.stderr })
+    const rebuilt = spawnSync('npx', ['fastify-reuseport', 'build'], { cwd: app, encoding: 'utf8', timeout: 120000 })
+    t.equal(rebuilt.status, 0, 'the build command succeeds', { output: rebuilt.status === 0 ? undefined : rebuilt.stdout + rebuilt.stderr })
+    t.notOk(fs.existsSync(path.join(pkg, 'binding.gyp')), 'it put back the package as it was: no binding.gyp at its root')
     t.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'reuseport.node')), 'node-gyp built build/Release/reuseport.node')
     t.notOk(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and recorded no error')
     const plugin = spawnSync('node', ['plugin.js'], { cwd: app, encoding: 'utf8', timeout: 20000 })
@@ -101,15 +103,12 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
 
   t.test('no binary for this platform and no build tools: install succeeds and says what is missing', async t => {
     fs.rmSync(path.join(pkg, 'build'), { recursive: true, force: true })
-    const rebuilt = spawnSync('npm', ['rebuild', 'fastify-reuseport', '--foreground-scripts'], { cwd: app, env, encoding: 'utf8', timeout: 60000 })
-    t.equal(rebuilt.status, 0, 'npm rebuild (the install script) succeeds')
-    t.equal((rebuilt.stdout + rebuilt.stderr).split('\n').filter(l => l.startsWith('fastify-reuseport:')).length, 1, 'its script printed one line')
-    t.ok(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and left it for lib/common/native.ts')
-    const script = spawnSync('node', [path.join(pkg, 'native', 'install.js')], { cwd: pkg, env, encoding: 'utf8', timeout: 60000 })
-    t.equal(script.status, 0, 'the install script exits 0')
-    const lines = (script.stdout + script.stderr).trim().split('\n')
+    const rebuilt = spawnSync(path.join(app, 'node_modules', '.bin', 'fastify-reuseport'), ['build'], { cwd: app, env, encoding: 'utf8', timeout: 60000 })
+    t.equal(rebuilt.status, 1, '`fastify-reuseport build` exits 1')
+    const lines = (rebuilt.stdout + rebuilt.stderr).trim().split('\n')
     t.equal(lines.length, 1, 'it prints one line')
     t.match(lines[0], /^fastify-reuseport: no prebuilt binary for linux-x64 \(glibc\), and building it needs python3, make, a C\+\+ compiler/)
+    t.ok(fs.existsSync(path.join(pkg, 'build', 'install-error.txt')), 'and leaves it for lib/common/native.ts')
 
     // Without --balancer the CLI falls back to cluster round-robin (test/load/cluster.test.js);
     // asked for reuseport, it says why it cannot and how to fix it.
@@ -117,7 +116,7 @@ t.test('npm pack, then npm install on a machine without build tools', { skip: wh
     t.not(cli.status, 0, 'the CLI exits non-zero')
     const out = (cli.stdout + cli.stderr).trim()
     t.equal(out.split('\n').length, 1, `the CLI prints one line: ${out}`)
-    t.match(out, /FST_REUSEPORT_UNSUPPORTED: .*native addon could not be loaded: no prebuilt binary .* needs python3, make, a C\+\+ compiler.*; to fix, install python3, make and g\+\+ \(apt-get install python3 make g\+\+\) and run `npm rebuild fastify-reuseport`/)
+    t.match(out, /FST_REUSEPORT_UNSUPPORTED: .*native addon could not be loaded: no prebuilt binary .* needs python3, make, a C\+\+ compiler.*; to fix, install python3, make and g\+\+ \(apt-get install python3 make g\+\+\) and run `npx fastify-reuseport build`/)
 
     const plugin = spawnSync('node', ['plugin.js'], { cwd: app, env, encoding: 'utf8', timeout: 20000 })
     t.equal(plugin.status, 0, 'an app with the plugin still starts')
