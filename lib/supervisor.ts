@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events'
 import fs from 'node:fs'
 import type http from 'node:http'
 import pino, { type Logger } from 'pino'
+import { fullTick, idleReportMs, silentMs, tickMs } from './cadence'
 import { availableCpus } from './cpus'
 import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_CRASH_LOOP, FST_REUSEPORT_INVALID_OPTION, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_UNSUPPORTED, FST_REUSEPORT_WORKER_FAILED, reviveError } from './errors'
 import { Handoff } from './handoff'
@@ -23,6 +24,7 @@ import { newSlot, slotInfo, type Slot, type Worker } from './slot'
 import { spawnWorker, type Exit } from './spawn'
 import type { SlotLoad } from './balance'
 import { Steerer } from './steerer'
+import { Ticker } from './ticker'
 
 import type { SlotInfo, SupervisorHandle } from './handle'
 
@@ -38,8 +40,8 @@ interface Settings extends StartSettings {
 }
 
 // A stuck worker gets its share of new connections until it is steered out:
-// detection time is what this feature sells. 50 samples/s of TCP_INFO per
-// slot and 20 health reports/s per worker cost well under 1% of a core.
+// detection time is what this feature sells. This cadence runs while any
+// worker is busy; an idle fleet runs lib/cadence.ts's slow one.
 const SAMPLE_MS = 20
 const HEALTH_MS = 50
 // Without stall steering, the replacement and crash-loop rules need no more.
@@ -67,6 +69,7 @@ export function makeLogger (level: string, pretty: boolean): Logger {
 export async function start (options: StartOptions & { logger?: Logger }): Promise<SupervisorHandle> {
   const s = resolveStartOptions(options)
   const workers = s.workers === 'auto' ? availableCpus() : s.workers
+  const healthMs = s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250
   const settings: Settings = {
     ...s,
     config: {
@@ -79,7 +82,8 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
       bodyLimit: s.bodyLimit,
       idleMs: Math.min(1000, Math.max(50, Math.floor(s.graceMs / 4))),
       graceMs: s.graceMs,
-      healthMs: s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250,
+      healthMs,
+      heartbeatMs: idleReportMs(healthMs, s.workerTimeout),
       countRequests: s.maxRequests > 0,
       listen: null
     },
@@ -124,7 +128,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private pending = 0
   /** null under the cluster balancer. */
   private steerer: Steerer | null = null
-  private ticker: NodeJS.Timeout | null = null
+  private ticker: Ticker | null = null
+  /** The fleet idled at the last tick, and when a tick last ran in full (lib/cadence.ts). */
+  private idle = false
+  private fullTickAt = 0
   private reaper: NodeJS.Timeout | null = null
   private metrics: http.Server | null = null
   /** The last moment some slot had a ready worker. */
@@ -163,8 +170,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       this.port = Number(/:(\d+)$/.exec(this.addresses[0] ?? '')?.[1] ?? this.settings.port)
     }
     this.lastServedAt = Date.now()
-    this.ticker = setInterval(() => this.tick(), this.settings.stallTimeout > 0 ? SAMPLE_MS : CHECK_MS)
-    this.ticker.unref()
+    this.ticker = new Ticker(() => this.tick(), () => this.tickMs())
     if (process.pid === 1 && this.binding !== null) {
       this.reaper = setInterval(() => this.reap(), 1000)
       this.reaper.unref()
@@ -309,6 +315,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
       open: 0,
       rss: 0,
       requests: 0,
+      reportMs: this.settings.config.healthMs,
       requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
       error: null
     }
@@ -323,6 +330,12 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
         worker.open = m.open
         worker.rss = m.rss
         worker.requests = m.requests
+        worker.reportMs = m.nextMs
+        // A busy worker: tick at the fast cadence from now on.
+        if (m.nextMs <= this.settings.config.healthMs && this.idle) {
+          this.idle = false
+          this.ticker?.wake(this.fastMs())
+        }
       }
     })
     void proc.exited.then(exit => this.onExit(worker, exit))
@@ -361,7 +374,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   /** A worker silent this long is hung, not slow: it cannot drain, so it is not waited for. */
   private hung (w: Worker, now = Date.now()): boolean {
-    return now - w.healthAt > Math.max(1000, this.settings.stallTimeout)
+    return this.silent(w, now) > Math.max(1000, this.settings.stallTimeout)
   }
 
   private drainWorker (worker: Worker): void {
@@ -444,8 +457,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     this.log.info({ slot: slot.index }, `${this.line(slot)}: no worker; its queue is handed to the other workers until one is ready`)
     slot.handoff = new Handoff(this.binding, slot.listeners, () => {
       // Only a worker that reported lately: a killed one stops at once, before its exit is seen.
-      const fresh = Date.now() - 2 * this.settings.config.healthMs
-      const targets = this.slotList.filter(s => s !== slot && s.worker?.state === 'ready' && !s.stalled && s.worker.healthAt >= fresh)
+      const now = Date.now()
+      const targets = this.slotList.filter(s => s !== slot && s.worker?.state === 'ready' && !s.stalled && this.silent(s.worker, now) <= 2 * this.settings.config.healthMs)
       const t = targets[this.handoffTurn++ % Math.max(1, targets.length)]
       return t?.worker?.proc.child ?? null
     })
@@ -553,6 +566,9 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private tick (): void {
     if (this.closing) return
     const now = Date.now()
+    // Idle: the accept queues only, unless one holds a connection.
+    if (!fullTick(this.idle, now, this.fullTickAt) && !this.slotList.some(s => this.queued(s) > 0)) return
+    this.fullTickAt = now
     const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.retiring)
     for (const s of serving) if (now - ((s.worker as Worker).readyAt as number) >= SETTLED_MS) s.earlyDeaths = 0
     const healthy = serving.some(s => healthySlot(now - ((s.worker as Worker).readyAt as number), s.earlyDeaths))
@@ -567,6 +583,25 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const loads = this.loads()
     this.steerer?.update(loads, now)
     this.checkBalance(loads, now)
+  }
+
+  /** Silence past the cadence the worker announced (lib/cadence.ts). */
+  private silent (w: Worker, now: number): number {
+    return silentMs(now, w.healthAt, w.reportMs, this.settings.config.healthMs)
+  }
+
+  private fastMs (): number {
+    return this.settings.stallTimeout > 0 ? SAMPLE_MS : CHECK_MS
+  }
+
+  /** Fast while anything is busy or in flight, slow while the whole fleet idles (lib/cadence.ts). */
+  private tickMs (): number {
+    const { healthMs } = this.settings.config
+    const busy = this.pending > 0 || this.slotList.some(s => s.worker?.state !== 'ready' || s.workers.size > 1 || s.orphaned)
+    const slots = this.slotList.map(s => ({ idle: (s.worker?.reportMs ?? 0) > healthMs, queued: s.stallMemory.lastQueued, stalled: s.stalled }))
+    const ms = tickMs(slots, busy, this.fastMs())
+    this.idle = ms > this.fastMs()
+    return ms
   }
 
   /** What the balancing rules see: one entry per socket index. */
@@ -594,10 +629,10 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   private checkStalls (serving: Slot[], now: number): void {
     const { stallTimeout, stallQueue, config: { healthMs } } = this.settings
     const limits = { stallTimeout, stallQueue, healthMs }
-    const healthy = new Set(serving.filter(s => !s.stalled && now - (s.worker as Worker).healthAt <= 2 * healthMs).map(s => s.index))
+    const healthy = new Set(serving.filter(s => !s.stalled && this.silent(s.worker as Worker, now) <= 2 * healthMs).map(s => s.index))
     for (const slot of serving) {
       const w = slot.worker as Worker
-      const sample = { now, healthAt: w.healthAt, delayMs: w.delayMs, accepted: w.accepted, queued: this.queued(slot) }
+      const sample = { now, healthAt: w.healthAt, delayMs: w.delayMs, accepted: w.accepted, queued: this.queued(slot), reportMs: w.reportMs }
       const { reason, memory } = stallReason(sample, slot.stallMemory, limits)
       slot.stallMemory = memory
       if (!slot.stalled && reason !== null) {
@@ -698,7 +733,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
 
   private async doShutdown (drainDelay: number, quiet: boolean): Promise<void> {
     this.closing = true
-    if (this.ticker) clearInterval(this.ticker)
+    this.ticker?.stop()
     if (this.reaper) clearInterval(this.reaper)
     for (const s of this.slotList) if (s.respawnTimer) clearTimeout(s.respawnTimer)
     if (drainDelay > 0) {

@@ -5,14 +5,14 @@ import type net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import reuseport from '../index'
 import { describeLoadError, loadApp } from './app'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { openChannel, type Channel } from './channel'
-import { acceptedConnections, drain, trackSessions, type OpenConnections } from './drain'
+import { drain, trackSessions, type OpenConnections } from './drain'
+import { reportHealth } from './health'
 import { handDown } from './listen'
 import { LISTENERS_ENV, inheritedListeners } from './listener'
 import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
 import { loadNative } from './native'
-import { openConnections, shed } from './shed'
+import { shed } from './shed'
 import { turnBuffered } from './stdout'
 
 let channel: Channel | null = null
@@ -157,7 +157,7 @@ async function main (): Promise<void> {
   }
   phase = 'serving'
 
-  const stopHealth = reportHealth(fastify, config.healthMs, counter)
+  const stopHealth = reportHealth(fastify.server, { healthMs: config.healthMs, idleMs: config.heartbeatMs }, counter, m => { void send(m) })
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
@@ -192,34 +192,6 @@ async function main (): Promise<void> {
   })
   const addresses = fastify.addresses().map(a => typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
   await send({ type: 'ready', addresses })
-}
-
-/**
- * Tells the supervisor how late this event loop runs, so that it can steer
- * new connections away from a stalled worker, and what the replacement and
- * balancing rules need (open connections, RSS, requests). A blocked loop
- * sends nothing, which the supervisor notices too.
- */
-function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { requests: number }): () => void {
-  const histogram = monitorEventLoopDelay({ resolution: 10 })
-  histogram.enable()
-  const timer = setInterval(() => {
-    const delayMs = histogram.max / 1e6
-    histogram.reset()
-    void send({
-      type: 'health',
-      delayMs,
-      accepted: acceptedConnections(fastify.server),
-      open: openConnections(fastify.server),
-      rss: process.memoryUsage.rss(),
-      requests: counter.requests
-    })
-  }, everyMs)
-  timer.unref()
-  return () => {
-    clearInterval(timer)
-    histogram.disable()
-  }
 }
 
 void main()
