@@ -28,16 +28,19 @@ export function hasNode24 () {
 /** What each mode runs: [node binary, args, env, the stdout line that means ready]. */
 export function modeCommand (mode, { port, workers, wrap = [], args = [], root = ROOT }) {
   const env = { PORT: String(port), WORKERS: String(workers) }
+  if (mode === 'fastify-reuseport-before') root = process.env.BENCH_BEFORE ?? root
   // root: another build of fastify-reuseport (a checkout of main, for a before/after in one run).
   const cli = path.join(root, 'dist', 'lib', 'cli.js')
   const frp = node => [node, [cli, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
   const table = {
     single: [process.execPath, [path.join(SERVERS, 'single.js')], env, /^ready/m],
     'cluster-rr': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],
+    'cluster-rr-node24': [NODE24, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],
     'cluster-none': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'none' }, /^ready/m],
     'node22-reuseport': [NODE22, [path.join(SERVERS, 'naive.js')], { ...env, CHILD: 'single.js', REUSE_PORT: '1' }, /^ready/m],
     'naive-reuseport': [process.execPath, [path.join(SERVERS, 'naive.js')], env, /^ready/m],
     'fastify-reuseport': frp(process.execPath),
+    'fastify-reuseport-before': frp(process.execPath),
     // The fallback where SO_REUSEPORT cannot balance (macOS, Windows, no addon): Node's cluster round-robin.
     'fastify-reuseport-cluster': [process.execPath, [CLI, 'start', '--balancer', 'cluster', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/],
     'fastify-reuseport-node22': frp(NODE22),
@@ -73,6 +76,7 @@ export async function launch (mode, opts) {
     output: () => out,
     workerPids: () => mode === 'single' ? [proc.pid] : childrenOf(proc.pid),
     supervisorPid: mode === 'single' ? null : proc.pid,
+    command: argv.map(a => path.relative(ROOT, a).startsWith('..') ? a : path.relative(ROOT, a)).join(' '),
     async stop () {
       if (proc.exitCode !== null || proc.signalCode !== null) return
       const exited = new Promise(resolve => proc.once('exit', resolve))

@@ -7,7 +7,7 @@
 // launchPeer() returns what bench/lib.mjs launch() returns (pids, output,
 // stop) plus reload() (the tool's own zero-downtime restart) and, for a crash
 // scenario, crashPath: the route that throws an uncaught exception.
-import { execFile, spawn } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
@@ -72,7 +72,7 @@ export function peerVersions () {
       v[name] = installedVersion(path.join(WORK, peer), name)
     }
   }
-  v.nodeForWatt = fs.existsSync(NODE24) ? process.env.NODE24_VERSION ?? null : null
+  v.node24 = fs.existsSync(NODE24) ? execFileSync(NODE24, ['-v'], { encoding: 'utf8' }).trim() : null
   return v
 }
 
@@ -110,7 +110,9 @@ async function launchPm2 ({ port, workers }) {
   const home = fs.mkdtempSync(path.join(WORK, 'pm2-home-'))
   const pm2 = path.join(prefix, 'node_modules', 'pm2', 'bin', 'pm2')
   const env = { ...process.env, PM2_HOME: home, PORT: String(port), PM2_DISCRETE_MODE: 'true' }
-  const cli = args => run(process.execPath, [pm2, ...args], { env })
+  // On Node 24 where there is one, as Watt: the daemon (and so every worker) runs on the CLI's Node.
+  const node = fs.existsSync(NODE24) ? NODE24 : process.execPath
+  const cli = args => run(node, [pm2, ...args], { env })
   const started = process.hrtime.bigint()
   await cli(['start', path.join(SERVERS, 'single.js'), '-i', String(workers), '--name', 'bench'])
   const list = async () => JSON.parse((await cli(['jlist'])).replace(/^[^[]*/, ''))
