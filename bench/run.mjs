@@ -1,21 +1,26 @@
 // npm run bench: fastify-reuseport against a single process, cluster
-// (round-robin and SCHED_NONE), Node 22's and Node 24's own reusePort, on the same app with
+// (round-robin and SCHED_NONE), Node 22's and Node 24's own reusePort, PM2
+// cluster mode and Platformatic Watt (bench/peers.mjs: --modes ...,pm2,watt;
+// installed into bench/.work/ on first use), on the same app with
 // the same client (wrk -t1 -c64), runs interleaved mode by mode on one machine.
 // Writes bench/results/results.{json,md,svg}.
 //
-//   node bench/run.mjs [--seconds 5] [--reps 3] [--modes a,b] [--apps hello,cpu] [--out dir] [--smoke]
+//   node bench/run.mjs [--seconds 5] [--reps 3] [--restart-reps 3] [--modes a,b] [--apps hello,cpu] [--out dir] [--smoke]
+// fastify-reuseport-before: the build in $BENCH_BEFORE (a checkout of main), for a before/after in one run.
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { execFileSync } from 'node:child_process'
 import { ROOT, NODE22, NODE24, cpuSeconds, failed, freePort, hasNode22, hasNode24, hasWrk, launch, rssMb, sleep, wrk } from './lib.mjs'
+import { peerVersions } from './peers.mjs'
 import { renderMarkdown, renderSvg } from './report.mjs'
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     reps: { type: 'string', default: '3' },
+    'restart-reps': { type: 'string' },
     modes: { type: 'string' },
     apps: { type: 'string', default: 'hello,cpu' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
@@ -82,8 +87,12 @@ async function restartRun (mode, close) {
   const reload = async () => {
     const before = server.output().length
     const started = Date.now()
-    server.proc.kill('SIGHUP')
-    while (!done.test(server.output().slice(before))) await sleep(10)
+    // PM2 and Watt: their own zero-downtime reload (pm2 reload, wattpm restart), done when the command returns.
+    if (server.reload) await server.reload()
+    else {
+      server.proc.kill('SIGHUP')
+      while (!done.test(server.output().slice(before))) await sleep(10)
+    }
     return Date.now() - started
   }
   try {
@@ -122,9 +131,13 @@ for (let rep = 1; rep <= reps; rep++) {
 }
 
 const restarts = []
-for (let rep = 1; rep <= reps; rep++) {
-  for (const mode of ['fastify-reuseport', 'cluster-rr'].filter(m => modes.includes(m))) {
-    for (const close of [false, true]) restarts.push({ rep, ...(await restartRun(mode, close)) })
+const restartReps = values['restart-reps'] ? Number(values['restart-reps']) : reps
+for (let rep = 1; rep <= restartReps; rep++) {
+  for (const mode of ['fastify-reuseport', 'fastify-reuseport-before', 'cluster-rr', 'pm2', 'watt'].filter(m => modes.includes(m))) {
+    for (const close of [false, true]) {
+      // A peer whose reload command fails is reported, not fatal to the rest of the run.
+      try { restarts.push({ rep, ...(await restartRun(mode, close)) }) } catch (err) { log(`restart ${mode}: ${err.message.split('\n')[0]}`) }
+    }
   }
 }
 
@@ -135,6 +148,7 @@ const versions = {
 }
 const wrkVersion = execFileSync('sh', ['-c', 'wrk -v 2>&1 | head -1'], { encoding: 'utf8' }).trim()
 const results = {
+  peers: peerVersions(),
   date: new Date().toISOString(),
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', kernel: os.release(), memoryGb: Math.round(os.totalmem() / 2 ** 30) },
   versions: { ...versions, wrk: wrkVersion },

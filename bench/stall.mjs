@@ -28,6 +28,8 @@ const log = msg => process.stderr.write(msg + '\n')
 const modes = [
   ['fastify-reuseport, stall steering on', 'fastify-reuseport', []],
   ['fastify-reuseport, stall steering off', 'fastify-reuseport', ['--stall-timeout', '0']],
+  // $BENCH_BEFORE: another build (a checkout of main), for a before/after in one run.
+  ...(process.env.BENCH_BEFORE ? [['fastify-reuseport before, stall steering on', 'fastify-reuseport-before', []]] : []),
   ...(hasNode22() ? [['Node 22 core reusePort', 'node22-reuseport', []]] : []),
   ['cluster round-robin', 'cluster-rr', []]
 ]

@@ -75,7 +75,7 @@ class FakeProc {
   say (message) { if (!this.gone) this.channel.emit('message', message) }
 
   health (fields = {}) {
-    this.say({ type: 'health', delayMs: 0, accepted: 0, open: 0, rss: 1e7, requests: 0, ...fields })
+    this.say({ type: 'health', delayMs: 0, accepted: 0, open: 0, rss: 1e7, requests: 0, nextMs: 50, ...fields })
   }
 
   kill (signal) {

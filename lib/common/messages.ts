@@ -19,6 +19,8 @@ export interface WorkerConfig {
   graceMs: number
   /** Report event-loop delay and accepted connections this often, ms. */
   healthMs: number
+  /** ... and this often while idle: no open connection, none accepted since the last report (lib/common/cadence.ts). */
+  heartbeatMs: number
   /** Count requests for --max-requests (nothing is counted per request otherwise). */
   countRequests: boolean
   /**
@@ -41,9 +43,10 @@ export type WorkerMessage =
   | ({ type: 'error' } & ErrorReport)
   /**
    * Event-loop delay (max over the last interval), connections accepted so
-   * far and open now, resident set size and requests served.
+   * far and open now, resident set size and requests served; the next
+   * report comes within nextMs (or at once on a connection).
    */
-  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number, tlsResumed?: number, tlsFull?: number }
+  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number, tlsResumed?: number, tlsFull?: number, nextMs: number }
   /** Its TLS server holds the shared ticket keys (lib/tls-keys.ts), in this mode; sent before 'ready'. */
   | { type: 'tls', mode: 'rotating' | 'single' }
 
@@ -63,7 +66,7 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
     (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
     (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
-      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number') ||
+      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number' && typeof m.nextMs === 'number') ||
     (m.type === 'tls' && (m.mode === 'rotating' || m.mode === 'single'))
 }
 

@@ -5,6 +5,7 @@ import { FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_WORKER_FAILED, reviveError }
 import { isFatalMessage, isWorkerMessage, type SupervisorMessage } from '../common/messages'
 import type { Context } from './context'
 import { createLineForwarder, type LineForwarder } from './logs'
+import { silentMs } from '../common/cadence'
 import { freshStallMemory, hung, requestLimit } from './policy'
 import type { Slot, Worker } from './slot'
 import type { Exit, Spawner } from './spawn'
@@ -21,7 +22,9 @@ export class Lifecycle {
   constructor (
     private readonly ctx: Context,
     private readonly spawner: Spawner,
-    private readonly onExit: (worker: Worker, exit: Exit) => void
+    private readonly onExit: (worker: Worker, exit: Exit) => void,
+    /** A worker reported busy: the monitor ticks fast again. */
+    private readonly onBusy: () => void = () => {}
   ) {}
 
   /** Starts a worker on the slot's fds and resolves once it serves; it is then the slot's worker. */
@@ -92,6 +95,7 @@ export class Lifecycle {
       requests: 0,
       tlsResumed: 0,
       tlsFull: 0,
+      reportMs: config.healthMs,
       requestLimit: requestLimit(maxRequests, maxRequestsJitter, Math.random()),
       error: null
     }
@@ -109,6 +113,8 @@ export class Lifecycle {
       worker.requests = m.requests
       worker.tlsResumed = m.tlsResumed ?? 0
       worker.tlsFull = m.tlsFull ?? 0
+      worker.reportMs = m.nextMs
+      if (m.nextMs <= config.healthMs) this.onBusy()
     })
     void proc.exited.then(exit => {
       slot.workers.delete(worker)
@@ -155,7 +161,7 @@ export class Lifecycle {
     const wasReady = worker.state === 'ready'
     worker.state = 'draining'
     const now = clock.now()
-    if (wasReady && hung(now - worker.healthAt, settings.stallTimeout)) {
+    if (wasReady && hung(silentMs(now, worker.healthAt, worker.reportMs, settings.config.healthMs), settings.stallTimeout)) {
       log.warn({ slot: worker.slot.index, workerPid: worker.pid }, `${table.line(worker.slot)}: worker ${worker.pid} is hung (no health report for ${now - worker.healthAt} ms): killed instead of drained`)
       worker.proc.kill('SIGKILL')
       return

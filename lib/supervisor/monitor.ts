@@ -3,6 +3,7 @@
 // without processes), and the monitor executes them. Stalls steer a slot
 // out and back in, hangs and limits replace workers, a crash loop ends the
 // supervisor, and the balancer evens out a few long-lived connections.
+import { fullTick, tickMs } from '../common/cadence'
 import type { SupervisorMessage } from '../common/messages'
 import type { Context } from './context'
 import {
@@ -10,10 +11,11 @@ import {
   type ReplaceReason, type StallMemory
 } from './policy'
 import type { Slot, Worker } from './slot'
+import { Ticker } from './ticker'
 
 // A stuck worker gets its share of new connections until it is steered out:
-// detection time is what this feature sells. 50 samples/s of TCP_INFO per
-// slot cost well under 1% of a core.
+// detection time is what this feature sells. This cadence runs while any
+// worker is busy; an idle fleet runs lib/common/cadence.ts's slow one.
 const SAMPLE_MS = 20
 // Without stall steering, the replacement and crash-loop rules need no more.
 const CHECK_MS = 100
@@ -26,6 +28,8 @@ export interface ServingSample {
   stalled: boolean
   stallMemory: StallMemory
   healthAt: number
+  /** The report interval its worker announced last: healthMs while busy, its heartbeat while idle. */
+  reportMs: number
   delayMs: number
   accepted: number
   /** The accept queue (read only when stall detection is on). */
@@ -79,9 +83,9 @@ export function decide (sample: MonitorSample, limits: MonitorLimits): Action[] 
   else if (crashLooping(false, sample.lastServedAt, now, limits.crashLoopTimeout)) return [...actions, { type: 'crash-loop' }]
 
   if (limits.stallTimeout > 0) {
-    const healthyNow = new Set(serving.filter(s => !s.stalled && freshHealth(now, s.healthAt, limits.healthMs)).map(s => s.slot))
+    const healthyNow = new Set(serving.filter(s => !s.stalled && freshHealth(now, s.healthAt, s.reportMs, limits.healthMs)).map(s => s.slot))
     for (const s of serving) {
-      const point = { now, healthAt: s.healthAt, delayMs: s.delayMs, accepted: s.accepted, queued: s.queued }
+      const point = { now, healthAt: s.healthAt, delayMs: s.delayMs, accepted: s.accepted, queued: s.queued, reportMs: s.reportMs }
       const { reason, memory } = stallReason(point, s.stallMemory, limits)
       actions.push({ type: 'remember', slot: s.slot, memory })
       if (!s.stalled && reason !== null) {
@@ -117,25 +121,41 @@ export interface MonitorHands {
 }
 
 export class Monitor {
-  private timer: ReturnType<Context['clock']['setTimeout']> | null = null
+  private ticker: Ticker | null = null
+  /** The fleet idled at the last tick, and when a tick last ran in full (lib/common/cadence.ts). */
+  private idle = false
+  private fullTickAt = 0
 
   constructor (private readonly ctx: Context, private readonly hands: MonitorHands) {}
 
   start (): void {
-    const every = this.ctx.settings.stallTimeout > 0 ? SAMPLE_MS : CHECK_MS
-    // The workers' pipes and channels keep the process alive, not the tick.
-    const loop = (): void => {
-      this.tick()
-      if (!this.ctx.table.closing) this.timer = this.ctx.clock.setTimeout(loop, every)
-      this.timer?.unref?.()
-    }
-    this.timer = this.ctx.clock.setTimeout(loop, every)
-    this.timer.unref?.()
+    this.ticker = new Ticker(this.ctx.clock, () => this.tick(), () => this.tickMs())
   }
 
   stop (): void {
-    this.ctx.clock.clearTimeout(this.timer)
-    this.timer = null
+    this.ticker?.stop()
+  }
+
+  /** A worker reported busy: tick at the fast cadence from now on. */
+  wake (): void {
+    if (!this.idle) return
+    this.idle = false
+    this.ticker?.wake(this.fastMs())
+  }
+
+  private fastMs (): number {
+    return this.ctx.settings.stallTimeout > 0 ? SAMPLE_MS : CHECK_MS
+  }
+
+  /** Fast while anything is busy or in flight, slow while the whole fleet idles. */
+  private tickMs (): number {
+    const { table, settings } = this.ctx
+    const { healthMs } = settings.config
+    const busy = this.hands.pending() > 0 || table.slots.some(s => s.worker?.state !== 'ready' || s.workers.size > 1 || s.orphaned)
+    const slots = table.slots.map(s => ({ idle: (s.worker?.reportMs ?? 0) > healthMs, queued: s.stallMemory.lastQueued, stalled: s.stalled }))
+    const ms = tickMs(slots, busy, this.fastMs())
+    this.idle = ms > this.fastMs()
+    return ms
   }
 
   sample (): MonitorSample {
@@ -150,6 +170,7 @@ export class Monitor {
         stalled: s.stalled,
         stallMemory: s.stallMemory,
         healthAt: w.healthAt,
+        reportMs: w.reportMs,
         delayMs: w.delayMs,
         accepted: w.accepted,
         queued: settings.stallTimeout > 0 ? sockets.queued(s.listeners) : 0,
@@ -163,8 +184,12 @@ export class Monitor {
   }
 
   tick (): void {
-    const { table, settings } = this.ctx
+    const { table, settings, clock, sockets } = this.ctx
     if (table.closing) return
+    // Idle: the accept queues only, unless one holds a connection.
+    const now = clock.now()
+    if (!fullTick(this.idle, now, this.fullTickAt) && !table.slots.some(s => sockets.queued(s.listeners) > 0)) return
+    this.fullTickAt = now
     const sample = this.sample()
     const limits = { ...settings, healthMs: settings.config.healthMs }
     for (const action of decide(sample, limits)) {

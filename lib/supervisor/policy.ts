@@ -2,6 +2,7 @@
 // samples (health reports, accept-queue depth, RSS, request counts). The
 // supervisor gathers the samples and executes what these return; tests call
 // them without processes (test/unit/policy.test.js).
+import { silentMs } from '../common/cadence'
 
 /** What the supervisor knows of one serving slot at one sample. */
 export interface SlotSample {
@@ -14,6 +15,8 @@ export interface SlotSample {
   accepted: number
   /** Connections waiting in the slot's accept queue now. */
   queued: number
+  /** The report interval its worker announced last (lib/common/cadence.ts): healthMs while busy, more while idle. Default healthMs. */
+  reportMs?: number
 }
 
 /** What the stall rule remembers of a slot between samples. */
@@ -22,6 +25,8 @@ export interface StallMemory {
   lastQueued: number
   /** Since when the queue has held stallQueue or more, and the accepted count then. */
   queueFull: { since: number, accepted: number } | null
+  /** Since when the queue has held connections without a break (null: it is empty). */
+  queuedSince: number | null
 }
 
 export interface StallLimits {
@@ -33,35 +38,43 @@ export interface StallLimits {
   healthMs: number
 }
 
-export const freshStallMemory = (): StallMemory => ({ lastQueued: 0, queueFull: null })
+export const freshStallMemory = (): StallMemory => ({ lastQueued: 0, queueFull: null, queuedSince: null })
 
 /**
  * Why a slot counts as stalled at this sample (null: it does not), and what
  * to remember for the next one. Stalled when
  * - its worker has sent no report for two intervals while its accept queue
  *   grows: the fast signal, caught within about 100 ms;
+ * - its queue has held connections for two intervals with no report since it
+ *   first did: an idle worker reports at once on a connection, so this
+ *   catches one stalled while idle (its queue holds one connection, which
+ *   does not grow) within the idle tick and 100 ms;
  * - its worker has been silent, or reported a loop delay, past stallTimeout;
  * - its queue holds stallQueue or more while its worker accepts nothing (a
  *   report came and the accepted count did not move): a full queue alone is
  *   only saturation, which flapped 13 times in 4 s when it counted.
+ * Silence counts past the cadence the worker announced (silentMs in
+ * lib/common/cadence.ts): an idle worker's slow heartbeat is not silence.
  */
 export function stallReason (s: SlotSample, memory: StallMemory, limits: StallLimits): { reason: string | null, memory: StallMemory } {
   const { stallTimeout, stallQueue, healthMs } = limits
   const growing = s.queued > 0 && s.queued > memory.lastQueued
   const queueFull = s.queued < stallQueue ? null : memory.queueFull ?? { since: s.now, accepted: s.accepted }
+  const queuedSince = s.queued === 0 ? null : memory.queuedSince ?? s.now
   const notAccepting = queueFull !== null && s.healthAt > queueFull.since + healthMs && s.accepted === queueFull.accepted
-  const silentMs = s.now - s.healthAt
-  const reason = silentMs > stallTimeout || (growing && silentMs > 2 * healthMs)
-    ? `event loop silent for ${silentMs} ms, ${s.queued} connections queued`
+  const silent = silentMs(s.now, s.healthAt, s.reportMs ?? healthMs, healthMs)
+  const waiting = queuedSince !== null && s.healthAt < queuedSince && s.now - queuedSince > 2 * healthMs
+  const reason = silent > stallTimeout || (growing && silent > 2 * healthMs) || waiting
+    ? `event loop silent for ${s.now - s.healthAt} ms, ${s.queued} connections queued`
     : s.delayMs > stallTimeout
       ? `event loop delay ${Math.round(s.delayMs)} ms`
       : notAccepting ? `${s.queued} connections queued, none accepted` : null
-  return { reason, memory: { lastQueued: s.queued, queueFull } }
+  return { reason, memory: { lastQueued: s.queued, queueFull, queuedSince } }
 }
 
 /** A stalled slot comes back once nothing is wrong, its queue is empty and its reports are on time. */
 export function recovered (s: SlotSample, reason: string | null, healthMs: number): boolean {
-  return reason === null && s.queued === 0 && s.now - s.healthAt <= 2 * healthMs
+  return reason === null && s.queued === 0 && silentMs(s.now, s.healthAt, s.reportMs ?? healthMs, healthMs) <= 2 * healthMs
 }
 
 /**
@@ -222,7 +235,11 @@ export function handoffWanted (s: HandoffSample, now: number, othersServe: boole
   return s.active || now >= s.handoffAfter
 }
 
-/** A worker that reported within two intervals: a killed one stops at once, before its exit is seen. */
-export function freshHealth (now: number, healthAt: number, healthMs: number): boolean {
-  return now - healthAt <= 2 * healthMs
+/**
+ * A worker that reported within two intervals of the cadence it announced
+ * (silentMs: an idle worker's heartbeat is slow): a killed one stops at
+ * once, before its exit is seen.
+ */
+export function freshHealth (now: number, healthAt: number, reportMs: number, healthMs: number): boolean {
+  return silentMs(now, healthAt, reportMs, healthMs) <= 2 * healthMs
 }

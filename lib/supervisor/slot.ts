@@ -27,6 +27,8 @@ export interface Worker {
   /** TLS handshakes it completed: resumed, full. */
   tlsResumed: number
   tlsFull: number
+  /** When its next report is due after its last, ms: healthMs while busy, its heartbeat while idle (lib/common/cadence.ts). */
+  reportMs: number
   /** Its own --max-requests with jitter (0: none). */
   requestLimit: number
   /** The error it reported before it died (lib/worker/main.ts, die()). */

@@ -5,6 +5,7 @@ import pino, { type Logger } from 'pino'
 import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_UNSUPPORTED } from '../common/errors'
 import { closeListeners, resolveHost } from '../common/listener'
 import { loadNative } from '../common/native'
+import { idleReportMs } from '../common/cadence'
 import { systemClock } from './clock'
 import type { Settings } from './context'
 import { availableCpus } from './cpus'
@@ -18,8 +19,8 @@ import { adoptable, inheritedSlots, Notifier } from './systemd'
 export type { StartOptions } from './options'
 
 // A stuck worker gets its share of new connections until it is steered out:
-// detection time is what this feature sells. 20 health reports/s per worker
-// cost well under 1% of a core.
+// detection time is what this feature sells. A busy worker reports 20 times
+// a second; an idle one sends a heartbeat (lib/common/cadence.ts).
 const HEALTH_MS = 50
 
 /** The supervisor's logger: pino, JSON lines, or pino-pretty with -P. */
@@ -33,6 +34,7 @@ export function makeLogger (level: string, pretty: boolean): Logger {
 
 /** What every worker is told, derived once from the settings. */
 export function workerSettings (s: StartSettings, fallbackReason: string | null): Settings {
+  const healthMs = s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250
   return {
     ...s,
     config: {
@@ -45,7 +47,9 @@ export function workerSettings (s: StartSettings, fallbackReason: string | null)
       bodyLimit: s.bodyLimit,
       idleMs: Math.min(1000, Math.max(50, Math.floor(s.closeGraceDelay / 4))),
       graceMs: s.closeGraceDelay,
-      healthMs: s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250,
+      healthMs,
+      // An idle worker reports this seldom (lib/common/cadence.ts).
+      heartbeatMs: idleReportMs(healthMs, s.workerTimeout),
       countRequests: s.maxRequests > 0,
       listen: s.balancer === 'cluster' ? { port: s.port, host: s.host, backlog: s.backlog } : null
     },

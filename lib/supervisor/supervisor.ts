@@ -66,7 +66,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     const tickets = new TicketKeeper({ rotationMs: settings.tlsTicketRotation, file: settings.tlsTicketKeys, log, broadcast: m => { for (const w of this.table.workers()) void w.proc.channel?.send(m) } })
     this.ctx = { settings, log, clock, sockets, table: this.table, emit: (event, ...args) => { this.emit(event, ...args) }, tickets }
     const recovery = new Recovery(this.ctx)
-    this.lifecycle = new Lifecycle(this.ctx, spawner, recovery.onExit)
+    this.lifecycle = new Lifecycle(this.ctx, spawner, recovery.onExit, () => this.monitor.wake())
     recovery.lifecycle = this.lifecycle
     this.operations = new Operations(this.ctx, this.lifecycle)
     this.monitor = new Monitor(this.ctx, {
@@ -169,7 +169,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
       if (want && s.handoff === null) {
         s.handoff = sockets.handoff(s.listeners, () => {
           const at = this.ctx.clock.now()
-          const targets = table.slots.filter(o => o !== s && o.worker?.state === 'ready' && !o.stalled && freshHealth(at, o.worker.healthAt, settings.config.healthMs))
+          const targets = table.slots.filter(o => o !== s && o.worker?.state === 'ready' && !o.stalled && freshHealth(at, o.worker.healthAt, o.worker.reportMs, settings.config.healthMs))
           return targets[this.handoffTurn++ % Math.max(1, targets.length)]?.worker?.proc.child ?? null
         })
         if (s.handoff !== null) log.info({ slot: s.index }, `${table.line(s)}: no worker; its queue is handed to the other workers until one is ready`)

@@ -5,15 +5,15 @@ import type net from 'node:net'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { plugin as reuseport } from '../plugin/plugin'
 import { describeLoadError, loadApp } from './app'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { openChannel, type Channel } from '../common/channel'
-import { acceptedConnections, trackSessions } from '../plugin/connections'
+import { trackSessions } from '../plugin/connections'
 import { drain, type OpenConnections } from '../plugin/drain'
 import { handDown } from '../plugin/listen'
 import { LISTENERS_ENV, inheritedListeners } from '../common/listener'
 import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../common/messages'
 import { loadNative } from '../common/native'
-import { openConnections, shed } from './shed'
+import { reportHealth } from './health'
+import { shed } from './shed'
 import { WorkerTickets } from '../plugin/tls-keys'
 import { turnBuffered } from './stdout'
 
@@ -165,7 +165,7 @@ async function main (): Promise<void> {
   }
   phase = 'serving'
 
-  const stopHealth = reportHealth(fastify, config.healthMs, counter, tickets)
+  const stopHealth = reportHealth(fastify.server, { healthMs: config.healthMs, idleMs: config.heartbeatMs }, counter, tickets, m => { void send(m) })
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
@@ -200,36 +200,6 @@ async function main (): Promise<void> {
   })
   const addresses = fastify.addresses().map(a => typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
   await send({ type: 'ready', addresses })
-}
-
-/**
- * Tells the supervisor how late this event loop runs, so that it can steer
- * new connections away from a stalled worker, and what the replacement and
- * balancing rules need (open connections, RSS, requests). A blocked loop
- * sends nothing, which the supervisor notices too.
- */
-function reportHealth (fastify: FastifyInstance, everyMs: number, counter: { requests: number }, tickets: WorkerTickets): () => void {
-  const histogram = monitorEventLoopDelay({ resolution: 10 })
-  histogram.enable()
-  const timer = setInterval(() => {
-    const delayMs = histogram.max / 1e6
-    histogram.reset()
-    void send({
-      type: 'health',
-      delayMs,
-      accepted: acceptedConnections(fastify.server),
-      open: openConnections(fastify.server),
-      rss: process.memoryUsage.rss(),
-      requests: counter.requests,
-      tlsResumed: tickets.handshakes().resumed,
-      tlsFull: tickets.handshakes().full
-    })
-  }, everyMs)
-  timer.unref()
-  return () => {
-    clearInterval(timer)
-    histogram.disable()
-  }
 }
 
 void main()

@@ -13,11 +13,11 @@ const sample = (over = {}) => ({ now: 10000, healthAt: 10000, delayMs: 1, accept
 t.test('stallReason: a healthy slot is not stalled', async t => {
   const { reason, memory } = stallReason(sample(), freshStallMemory(), limits)
   t.equal(reason, null)
-  t.same(memory, { lastQueued: 0, queueFull: null })
+  t.same(memory, { lastQueued: 0, queueFull: null, queuedSince: null })
 })
 
 t.test('stallReason: silence while the queue grows is caught after two intervals', async t => {
-  const memory = { lastQueued: 2, queueFull: null }
+  const memory = { lastQueued: 2, queueFull: null, queuedSince: 9990 }
   t.equal(stallReason(sample({ healthAt: 9920, queued: 3 }), memory, limits).reason, null, '80 ms: within two intervals')
   t.match(stallReason(sample({ healthAt: 9890, queued: 3 }), memory, limits).reason, /^event loop silent for 110 ms, 3 connections queued$/)
   t.equal(stallReason(sample({ healthAt: 9890, queued: 2 }), memory, limits).reason, null, 'a queue that does not grow needs stallTimeout')
