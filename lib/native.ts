@@ -27,6 +27,12 @@ export interface NativeBinding {
   dup (fd: number): number
   /** Sets FD_CLOEXEC on fd, so that processes spawned later do not inherit it. */
   setCloexec (fd: number): void
+  /**
+   * PR_SET_PDEATHSIG: the kernel sends `signal` (a number, 0 clears it) to this
+   * process when its parent exits. Returns the parent's pid read after setting
+   * it, to compare with the expected parent: one that died first sends nothing.
+   */
+  setParentDeathSignal (signal: number): number
 }
 
 export type NativeLoad =

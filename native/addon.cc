@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reapOrphans", Napi::Function::New(env, reuseport::ReapOrphans, "reapOrphans"));
   exports.Set("dup", Napi::Function::New(env, reuseport::DupFd, "dup"));
   exports.Set("setCloexec", Napi::Function::New(env, reuseport::SetCloexec, "setCloexec"));
+  exports.Set("setParentDeathSignal", Napi::Function::New(env, reuseport::SetParentDeathSignal, "setParentDeathSignal"));
 #else
   // Only Linux balances new connections across SO_REUSEPORT listeners.
   exports.Set("supported", false);
