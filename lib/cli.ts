@@ -268,8 +268,27 @@ async function main (): Promise<void> {
     return
   }
   const { drainDelay } = config
-  // The supervisor's own lines show at info unless -l says otherwise.
-  const handle = await start(config.start).catch(fail)
+  // A signal while the workers boot: Node's default action would end us at
+  // once and leave them running (issue 24). SIGTERM and SIGINT shut down what
+  // has started, a second one exits at once (the 'exit' listener kills the
+  // workers); SIGHUP and the scale signals wait for the start.
+  const abort = new AbortController()
+  const early = (): void => { if (abort.signal.aborted) process.exit(1); abort.abort() }
+  const wait = (): void => {}
+  const earlySignals = { SIGTERM: early, SIGINT: early, SIGHUP: wait, SIGTTIN: wait, SIGTTOU: wait }
+  for (const [signal, listener] of Object.entries(earlySignals)) process.on(signal, listener)
+  const handle = await start({ ...config.start, signal: abort.signal }).catch(async (err: Error) => {
+    if (!abort.signal.aborted) fail(err)
+    // Shut down before it was ready: the workers have exited, as asked.
+    await flushed()
+    process.exit(0)
+  })
+  for (const [signal, listener] of Object.entries(earlySignals)) process.off(signal, listener)
+  if (abort.signal.aborted) {
+    await handle.close()
+    await flushed()
+    process.exit(0)
+  }
   // Failures are logged by the supervisor, and the workers serving keep serving.
   // A crash loop: exit non-zero, so that the container's restart policy takes over.
   handle.once('fatal', err => {

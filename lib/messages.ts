@@ -6,6 +6,8 @@ export interface WorkerConfig {
   slot: number
   /** The control channel's fd. */
   control: number
+  /** Our parent: once it is not, the supervisor is gone (lib/orphan.ts). */
+  supervisorPid: number
   logLevel: string
   prettyLogs: boolean
   /** fastify-cli's -o: merge the app's exported `options` into the Fastify options. */

@@ -106,6 +106,12 @@ export interface StartOptions {
    * long-lived connections to end some kept-alive ones gracefully. Default true.
    */
   balance?: boolean
+  /**
+   * Aborting it while start() runs shuts the supervisor down, and start()
+   * rejects once every worker it spawned has exited: a SIGTERM while workers
+   * boot must not leave them behind (issue 24).
+   */
+  signal?: AbortSignal
 }
 
 export type Balancer = 'reuseport' | 'cluster'

@@ -28,7 +28,7 @@ export interface WorkerProcess {
 
 export interface SpawnSpec {
   listeners: Listener[]
-  config: Omit<WorkerConfig, 'control'>
+  config: Omit<WorkerConfig, 'control' | 'supervisorPid'>
   /** Node options before the worker script (--require, --import). */
   preload: string[]
   /** Where the worker's stdout and stderr go: inherited, or pipes of their own. */
@@ -48,7 +48,7 @@ const LAST_WORDS_MS = 1000
 
 export function spawnWorker ({ listeners, config, preload, output, viaCluster }: SpawnSpec): WorkerProcess {
   const inherited = listeners.map((l, i) => ({ ...l, fd: CONTROL_FD + 1 + i }))
-  const env: Record<string, string> = { [WORKER_ENV]: JSON.stringify({ ...config, control: CONTROL_FD } satisfies WorkerConfig) }
+  const env: Record<string, string> = { [WORKER_ENV]: JSON.stringify({ ...config, control: CONTROL_FD, supervisorPid: process.pid } satisfies WorkerConfig) }
   if (inherited.length > 0) env[LISTENERS_ENV] = JSON.stringify(inherited)
   let child: ChildProcess
   try {

@@ -31,7 +31,7 @@ export type { ReplaceReason } from './policy'
 export type { SlotInfo, SlotState, SupervisorEvents, SupervisorHandle } from './handle'
 
 interface Settings extends StartSettings {
-  config: Omit<WorkerConfig, 'slot' | 'control'>
+  config: Omit<WorkerConfig, 'slot' | 'control' | 'supervisorPid'>
   balancer: Balancer
   /** Why the cluster balancer runs, when it was not asked for. */
   fallbackReason: string | null
@@ -98,6 +98,8 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
 
   if (settings.balancer === 'cluster') settings.config.listen = { port: s.port, host: s.host, backlog: s.backlog }
   const supervisor = new Supervisor(settings.balancer === 'reuseport' ? binding : null, log, settings)
+  options.signal?.throwIfAborted()
+  options.signal?.addEventListener('abort', () => { void supervisor.close() }, { once: true })
   try {
     await supervisor.open(await resolveHost(s.host), workers)
     if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)

@@ -12,6 +12,7 @@ import { handDown } from './listen'
 import { LISTENERS_ENV, inheritedListeners } from './listener'
 import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from './messages'
 import { loadNative } from './native'
+import { watchSupervisor } from './orphan'
 import { openConnections, shed } from './shed'
 import { turnBuffered } from './stdout'
 
@@ -137,6 +138,14 @@ async function main (): Promise<void> {
     process.exit(2)
   }
   channel = openChannel(config.control)
+  // Set once the app serves: until then, a supervisor that is gone leaves nothing to drain.
+  let stop: (() => Promise<void>) | null = null
+  // From here on, whatever the phase (issue 24): an orphan must not keep serving.
+  watchSupervisor(channel, config.supervisorPid, () => {
+    // Bounded by -g in every phase: a drain that cannot finish, or an app still loading, ends here.
+    setTimeout(() => process.exit(0), stop === null ? 0 : config.graceMs).unref()
+    if (stop !== null) void stop()
+  })
   // Our stdout and stderr are pipes the supervisor reads (lib/logs.ts): a
   // supervisor that is gone must not turn a log line into a crash mid-drain
   // (pino's own destination ignores EPIPE likewise).
@@ -159,7 +168,7 @@ async function main (): Promise<void> {
 
   const stopHealth = reportHealth(fastify, config.healthMs, counter)
   let stopping = false
-  const stop = async (): Promise<void> => {
+  stop = async (): Promise<void> => {
     if (stopping) return
     stopping = true
     phase = 'draining'
@@ -176,11 +185,9 @@ async function main (): Promise<void> {
     if (!dying) process.exit(0)
   }
   channel.on('message', (message: SupervisorMessage) => {
-    if (message.type === 'drain') void stop()
+    if (message.type === 'drain') void stop?.()
     else if (message.type === 'shed' && !stopping) shed(fastify.server, message.count, { idleMs: config.idleMs })
   })
-  // The supervisor is gone (even SIGKILLed): nobody will restart us, so leave cleanly.
-  channel.on('close', () => { void stop() })
   channel.unref()
   // A connection from the queue of a slot that has no worker right now
   // (lib/handoff.ts). Node's IPC channel carries it: only it passes sockets.
