@@ -161,6 +161,25 @@ export function healthySlot (readyForMs: number, earlyDeaths: number): boolean {
   return earlyDeaths === 0 || readyForMs >= SETTLED_MS
 }
 
+/** What the crash-loop rule sees of one slot's ready worker. */
+export interface ReadySlot {
+  /** How long its worker has been ready, ms. */
+  readyForMs: number
+  /** Its slot's deaths before SETTLED_MS since a worker last settled. */
+  earlyDeaths: number
+}
+
+/**
+ * The last moment some slot served, for the crash-loop rule: now while a
+ * slot is healthy (healthySlot), else unchanged. Becoming ready is not
+ * serving: a worker that dies 300 ms after each promotion must not restart
+ * the clock at every respawn, or the rule fires only once the respawn
+ * backoff outgrows the timeout (15.4 s for a 4 s timeout; never for 30 s).
+ */
+export function lastServed (lastServedAt: number, now: number, ready: readonly ReadySlot[]): number {
+  return ready.some(s => healthySlot(s.readyForMs, s.earlyDeaths)) ? now : lastServedAt
+}
+
 /** How long to wait before respawning after `failures` consecutive failures: 0, then 100 ms doubling to 10 s. */
 export function respawnDelay (failures: number): number {
   return failures <= 0 ? 0 : Math.min(10000, 100 * 2 ** (failures - 1))

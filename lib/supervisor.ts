@@ -16,7 +16,7 @@ import { serveMetrics } from './metrics'
 import { loadNative, type NativeBinding } from './native'
 import { received, resolveStartOptions, type Balancer, type StartOptions, type StartSettings } from './options'
 import {
-  crashLooping, failuresAfterExit, freshStallMemory, healthySlot, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS,
+  crashLooping, failuresAfterExit, freshStallMemory, lastServed, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS,
   requestLimit, respawnDelay, stallReason, type ReplaceReason
 } from './policy'
 import { newSlot, slotInfo, type Slot, type Worker } from './slot'
@@ -273,7 +273,6 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     worker.readyAt = worker.healthAt = Date.now()
     slot.stalled = false
     slot.stallMemory = freshStallMemory()
-    this.lastServedAt = Date.now()
     slot.orphaned = false
     this.stopHandoff(slot)
     this.updateSteering()
@@ -557,9 +556,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const now = Date.now()
     const serving = this.slotList.filter(s => s.worker?.state === 'ready' && !s.retiring)
     for (const s of serving) if (now - ((s.worker as Worker).readyAt as number) >= SETTLED_MS) s.earlyDeaths = 0
-    const healthy = serving.some(s => healthySlot(now - ((s.worker as Worker).readyAt as number), s.earlyDeaths))
-    if (healthy) this.lastServedAt = now
-    else if (crashLooping(false, this.lastServedAt, now, this.settings.crashLoopTimeout)) {
+    this.lastServedAt = lastServed(this.lastServedAt, now, serving.map(s => ({ readyForMs: now - ((s.worker as Worker).readyAt as number), earlyDeaths: s.earlyDeaths })))
+    if (crashLooping(this.lastServedAt === now, this.lastServedAt, now, this.settings.crashLoopTimeout)) {
       this.fatal()
       return
     }
