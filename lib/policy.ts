@@ -180,6 +180,26 @@ export function lastServed (lastServedAt: number, now: number, ready: readonly R
   return ready.some(s => healthySlot(s.readyForMs, s.earlyDeaths)) ? now : lastServedAt
 }
 
+/** What the shed rule sees of one slot. */
+export interface ShedSlot {
+  /** Being retired (SIGTTOU): it drains next. */
+  retiring: boolean
+  /** A worker starting on it: a replacement (reload, --max-memory, --max-requests, a hang) or a respawn. */
+  starting: boolean
+}
+
+/**
+ * Whether the balancer may tell slots to end kept-alive connections now
+ * (lib/shed.ts). Not while a slot's worker is about to be drained or
+ * replaced, nor while a reload, a graceful replacement or a scale change is
+ * under way or queued (busy): the drain ends those connections anyway, and a
+ * shed 110 ms before it made their clients reconnect twice (issue 17.5). The
+ * load moves during such changes, so no slot's share means much then either.
+ */
+export function mayShed (slots: readonly ShedSlot[], busy: boolean): boolean {
+  return !busy && slots.every(s => !s.retiring && !s.starting)
+}
+
 /** How long to wait before respawning after `failures` consecutive failures: 0, then 100 ms doubling to 10 s. */
 export function respawnDelay (failures: number): number {
   return failures <= 0 ? 0 : Math.min(10000, 100 * 2 ** (failures - 1))

@@ -16,7 +16,7 @@ import { serveMetrics } from './metrics'
 import { loadNative, type NativeBinding } from './native'
 import { received, resolveStartOptions, type Balancer, type StartOptions, type StartSettings } from './options'
 import {
-  crashLooping, failuresAfterExit, freshStallMemory, lastServed, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS,
+  crashLooping, failuresAfterExit, freshStallMemory, lastServed, mayShed, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS,
   requestLimit, respawnDelay, stallReason, type ReplaceReason
 } from './policy'
 import { newSlot, slotInfo, type Slot, type Worker } from './slot'
@@ -581,6 +581,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
   /** A slot holding more than its share of a few long-lived connections ends some kept-alive ones (lib/shed.ts). */
   private checkBalance (loads: SlotLoad[], now: number): void {
     if (this.steerer === null) return
+    const churn = this.slotList.map(s => ({ retiring: s.retiring, starting: [...s.workers].some(w => w.state === 'starting') }))
+    if (!mayShed(churn, this.pending > 0)) return
     const decision = this.steerer.rebalance(loads, now)
     if (decision.slot === null) return
     const slot = this.slotList[decision.slot] as Slot

@@ -4,7 +4,7 @@
 const t = require('tap')
 const {
   stallReason, recovered, mayStall, freshStallMemory, replaceReason, requestLimit, nextReplacement,
-  failuresAfterExit, healthySlot, respawnDelay, crashLooping, lastServed, parseSize, formatSize, SETTLED_MS
+  failuresAfterExit, healthySlot, respawnDelay, crashLooping, lastServed, mayShed, parseSize, formatSize, SETTLED_MS
 } = require('../../dist/lib/policy')
 
 const limits = { stallTimeout: 500, stallQueue: 32, healthMs: 50 }
@@ -161,4 +161,12 @@ t.test('crash loop: an app throwing 300 ms after ready exits within --crash-loop
     t.ok(at !== null && at <= timeout + 1000, `--crash-loop-timeout ${timeout}: exit at ${at} ms`)
   }
   t.equal(crashLoopExit(0), null, '0 disables it')
+})
+
+t.test('mayShed: no shed while a slot is about to be drained or replaced', async t => {
+  const calm = { retiring: false, starting: false }
+  t.ok(mayShed([calm, calm], false), 'nothing changing')
+  t.notOk(mayShed([calm, calm], true), 'a reload, replacement or scale change under way or queued')
+  t.notOk(mayShed([calm, { retiring: false, starting: true }], false), 'a replacement or respawn starting')
+  t.notOk(mayShed([{ retiring: true, starting: false }, calm], false), 'a slot retiring')
 })
