@@ -5,6 +5,7 @@ import closeWithGrace from 'close-with-grace'
 import { FST_REUSEPORT_INVALID_ARGUMENT } from './errors'
 import type { Logger } from 'pino'
 import { BALANCERS, type Balancer } from './options'
+import { followParent } from './parent'
 import { parseSize } from './policy'
 import { makeLogger, start, type StartOptions } from './supervisor'
 
@@ -62,6 +63,15 @@ Options (fastify-reuseport):
                                  (every slot keeps crashing), so that Docker or
                                  Kubernetes restarts the container; 0 disables
                                  (default 30000)                       [env: FASTIFY_CRASH_LOOP_TIMEOUT]
+      --crash-grace <ms>         A worker with an uncaught exception stops
+                                 accepting, is replaced at once, and answers
+                                 what it has in flight for up to this long
+                                 before it exits; 0: exit at once (default 1000)
+                                                                        [env: FASTIFY_CRASH_GRACE]
+      --join                     Share the port with another process already
+                                 listening on it (a blue/green hand-over); by
+                                 default a busy port is refused with EADDRINUSE
+                                                                        [env: FASTIFY_JOIN]
       --balancer <mode>          reuseport: a socket per worker, balanced by the
                                  kernel (Linux with the addon); cluster: Node's
                                  cluster round-robin, the supervisor accepts every
@@ -112,6 +122,8 @@ const OPTIONS = {
   'max-requests': { type: 'string' },
   'max-requests-jitter': { type: 'string' },
   'crash-loop-timeout': { type: 'string' },
+  'crash-grace': { type: 'string' },
+  join: { type: 'boolean' },
   balancer: { type: 'string' },
   balance: { type: 'string' },
   help: { type: 'boolean', short: 'h' }
@@ -229,6 +241,8 @@ export function parseCli (argv: string[], env: NodeJS.ProcessEnv = process.env):
       maxRequests: num('max-requests'),
       maxRequestsJitter: num('max-requests-jitter'),
       crashLoopTimeout: num('crash-loop-timeout'),
+      crashGrace: num('crash-grace'),
+      join: flag('join'),
       balancer: balancer(get('balancer')),
       balance: onOff('balance')
     },
@@ -268,6 +282,8 @@ async function main (): Promise<void> {
     return
   }
   const { drainDelay } = config
+  // Started by npm or npx: their exit is a SIGTERM to us (lib/parent.ts).
+  const launcher = followParent()
   // A signal while the workers boot: Node's default action would end us at
   // once and leave them running (issue 24). SIGTERM and SIGINT shut down what
   // has started, a second one exits at once (the 'exit' listener kills the
@@ -284,6 +300,7 @@ async function main (): Promise<void> {
     process.exit(0)
   })
   for (const [signal, listener] of Object.entries(earlySignals)) process.off(signal, listener)
+  if (launcher !== null) config.start.logger.info({ launcher }, `started by ${launcher}: shutting down when it exits`)
   if (abort.signal.aborted) {
     await handle.close()
     await flushed()

@@ -19,6 +19,8 @@ export interface WorkerConfig {
   idleMs: number
   /** Stop waiting for connections after this long while draining. */
   graceMs: number
+  /** How long a worker that crashed (an uncaught exception) may answer what it has in flight, ms (lib/crash.ts). */
+  crashGraceMs: number
   /** Report event-loop delay and accepted connections this often, ms. */
   healthMs: number
   /** Count requests for --max-requests (nothing is counted per request otherwise). */
@@ -46,6 +48,8 @@ export type WorkerMessage =
    * far and open now, resident set size and requests served.
    */
   | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number }
+  /** An uncaught exception (sent after its 'fatal' message): no longer accepting, answering what it has, exiting within the crash grace. */
+  | { type: 'crashing' }
 
 export type SupervisorMessage =
   | { type: 'drain' }
@@ -59,6 +63,7 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
   if (typeof value !== 'object' || value === null) return false
   const m = value as Record<string, unknown>
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
+    m.type === 'crashing' ||
     (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
     (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
       typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number')

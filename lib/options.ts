@@ -92,6 +92,12 @@ export interface StartOptions {
   maxRequestsJitter?: number
   /** Exit (the 'fatal' event, then close) when no slot has served for this long, ms. 0 disables. Default 30000. */
   crashLoopTimeout?: number
+  /**
+   * A worker that throws an uncaught exception stops accepting, is replaced at
+   * once, and answers what it has in flight for up to this long before it
+   * exits, ms. 0: it exits at once, as Node does. Default 1000.
+   */
+  crashGrace?: number
   /** Serve Prometheus metrics on this port (GET /metrics), on `host`. Off by default. */
   metricsPort?: number
   /**
@@ -112,6 +118,12 @@ export interface StartOptions {
    * boot must not leave them behind (issue 24).
    */
   signal?: AbortSignal
+  /**
+   * Join a port another process already listens on (its SO_REUSEPORT group),
+   * sharing its traffic: for blue/green hand-overs. Default false: such a
+   * port is refused with EADDRINUSE, as `fastify start` would (lib/port-probe.ts).
+   */
+  join?: boolean
 }
 
 export type Balancer = 'reuseport' | 'cluster'
@@ -142,6 +154,8 @@ export interface StartSettings {
   maxRequests: number
   maxRequestsJitter: number
   crashLoopTimeout: number
+  crashGraceMs: number
+  join: boolean
   metricsPort: number | undefined
   /** undefined: reuseport where it works. */
   balancer: Balancer | undefined
@@ -208,6 +222,8 @@ export function resolveStartOptions (options: unknown): StartSettings {
     maxRequests: integer('maxRequests', o.maxRequests, 0),
     maxRequestsJitter: integer('maxRequestsJitter', o.maxRequestsJitter, 0),
     crashLoopTimeout: integer('crashLoopTimeout', o.crashLoopTimeout, 30000),
+    crashGraceMs: integer('crashGrace', o.crashGrace, 1000),
+    join: bool('join', o.join, false),
     metricsPort: o.metricsPort === undefined ? undefined : parsePort(o.metricsPort),
     balancer: balancer(o.balancer),
     balance: bool('balance', o.balance, true)

@@ -20,6 +20,7 @@ import {
   requestLimit, respawnDelay, stallReason, type ReplaceReason
 } from './policy'
 import { newSlot, slotInfo, type Slot, type Worker } from './slot'
+import { probePort } from './port-probe'
 import { spawnWorker, type Exit } from './spawn'
 import type { SlotLoad } from './balance'
 import { Steerer } from './steerer'
@@ -79,6 +80,7 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
       bodyLimit: s.bodyLimit,
       idleMs: Math.min(1000, Math.max(50, Math.floor(s.graceMs / 4))),
       graceMs: s.graceMs,
+      crashGraceMs: s.crashGraceMs,
       healthMs: s.stallTimeout > 0 ? Math.min(HEALTH_MS, Math.max(10, Math.floor(s.stallTimeout / 4))) : 250,
       countRequests: s.maxRequests > 0,
       listen: null
@@ -96,6 +98,7 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
   settings.balancer = s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
   settings.fallbackReason = s.balancer === undefined ? reason : null
 
+  if (!s.join) await probePort(await resolveHost(s.host), s.port, s.ipv6Only)
   if (settings.balancer === 'cluster') settings.config.listen = { port: s.port, host: s.host, backlog: s.backlog }
   const supervisor = new Supervisor(settings.balancer === 'reuseport' ? binding : null, log, settings)
   options.signal?.throwIfAborted()
@@ -317,7 +320,8 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     proc.channel?.on('message', (m: unknown) => {
       if (isFatalMessage(m)) worker.error = reviveError(m.error)
       if (!isWorkerMessage(m)) return
-      if (m.type === 'health') {
+      if (m.type === 'crashing') this.onCrashing(worker)
+      else if (m.type === 'health') {
         worker.healthAt = Date.now()
         worker.delayMs = m.delayMs
         worker.accepted = m.accepted
@@ -388,31 +392,50 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     const wasDraining = worker.state === 'draining'
     worker.state = 'exited'
     const err = worker.error
-    if (wasDraining && (err !== null || (exit.code !== 0 && exit.signal === null))) {
+    // A crashed worker's error was logged when it said so (onCrashing).
+    if (wasDraining && worker.crashedAt === undefined && (err !== null || (exit.code !== 0 && exit.signal === null))) {
       this.log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, err }, `${this.line(slot)}: draining worker ${worker.pid} exited with ${describeExit(exit)}${err ? `: ${err.message}` : ''}`)
     }
+    if (worker.crashedAt !== undefined) this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
     if (!wasServing) return
+    if (this.lost(worker, `exited with ${describeExit(exit)}`, { code: exit.code, signal: exit.signal })) this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
+  }
+
+  /** An uncaught exception: the worker stops accepting and answers what it has (lib/crash.ts); its slot is treated as lost now. */
+  private onCrashing (worker: Worker): void {
+    if (worker.slot.worker !== worker || worker.state !== 'ready') return
+    worker.crashedAt = Date.now()
+    worker.state = 'draining'
+    const kill = setTimeout(() => worker.proc.kill('SIGKILL'), this.settings.crashGraceMs + 1000)
+    void worker.proc.exited.then(() => clearTimeout(kill))
+    this.lost(worker, `crashed (${worker.error?.name ?? 'uncaught exception'}), answering what it has for up to ${this.settings.crashGraceMs} ms`, { code: null, signal: null })
+  }
+
+  /** The slot's serving worker is gone or going: steer it out, hand its queue over, respawn. */
+  private lost (worker: Worker, what: string, exit: { code: number | null, signal: NodeJS.Signals | null }): boolean {
+    const slot = worker.slot
+    const err = worker.error
     this.release(slot)
     slot.orphaned = true
-    slot.lastExit = describeExit(exit)
+    slot.lastExit = what.replace(/^exited with /, '')
     slot.stalled = false
     this.updateSteering()
     this.changed(slot)
-    if (this.closing || slot.retiring || slot.closed) return
+    if (this.closing || slot.retiring || slot.closed) return false
     // Its socket lives on here: connections queued on it wait for the replacement, or are handed over.
     const readyFor = worker.readyAt === null ? null : Date.now() - worker.readyAt
     slot.failures = failuresAfterExit(slot.failures, readyFor, worker.accepted)
     if (readyFor === null || readyFor < SETTLED_MS) slot.earlyDeaths++
     const delay = respawnDelay(slot.failures)
     this.log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, ...(err ? { err } : {}) },
-      `${this.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
-    this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
+      `${this.line(slot)}: worker ${worker.pid} ${what}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
     if (this.pids().length === 0) for (const s of this.slotList) this.stopHandoff(s)
     // Not at once: when several workers die together (an app bug, a kill of
     // all), the others' exits are seen within milliseconds, and a connection
     // passed to a dead worker would be lost.
     else setTimeout(() => this.startHandoff(slot), 2 * this.settings.config.healthMs).unref()
     this.scheduleRespawn(slot, delay)
+    return true
   }
 
   private scheduleRespawn (slot: Slot, delay: number): void {

@@ -7,6 +7,7 @@ import reuseport from '../index'
 import { describeLoadError, loadApp } from './app'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { openChannel, type Channel } from './channel'
+import { crashHandler, errorInfo } from './crash'
 import { acceptedConnections, drain, trackSessions, type OpenConnections } from './drain'
 import { handDown } from './listen'
 import { LISTENERS_ENV, inheritedListeners } from './listener'
@@ -26,11 +27,6 @@ function send (message: WorkerMessage | FatalMessage): Promise<void> {
 let phase: FatalMessage['phase'] = 'boot'
 /** Set once die() runs: a drain finishing meanwhile must not exit 0 first. */
 let dying = false
-
-function errorInfo (err: unknown): ErrorInfo {
-  const e = (err instanceof Error ? err : new Error(String(err))) as Error & { code?: unknown }
-  return { name: e.name, message: e.message, stack: e.stack ?? `${e.name}: ${e.message}`, ...(typeof e.code === 'string' ? { code: e.code } : {}) }
-}
 
 /**
  * Ends the worker on an error, telling the supervisor first: it logs the
@@ -154,7 +150,9 @@ async function main (): Promise<void> {
   // the whole process group, and --drain-delay must keep workers serving.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
   // Replaces Node's print-and-exit: the supervisor logs it, with the slot.
-  process.on('uncaughtException', err => { void die(errorInfo(err)) })
+  // Once the app serves, a graceful crash (lib/crash.ts); before, at once.
+  let crash: ((err: unknown) => void) | null = null
+  process.on('uncaughtException', err => { if (crash !== null) crash(err); else void die(errorInfo(err)) })
   if (error !== null) return await die(errorInfo(error))
 
   const counter = { requests: 0 }
@@ -184,6 +182,23 @@ async function main (): Promise<void> {
     await Promise.race([flushed(fastify), new Promise(resolve => setTimeout(resolve, config.graceMs).unref())])
     if (!dying) process.exit(0)
   }
+  crash = crashHandler({
+    graceMs: config.crashGraceMs,
+    die,
+    drain: async graceMs => {
+      // Already draining (told to, or orphaned): that drain goes on, bounded by the crash grace now.
+      if (stopping) return await new Promise(() => {})
+      stopping = true
+      phase = 'draining'
+      stopHealth()
+      await drain(fastify, { idleMs: config.idleMs, graceMs })
+    },
+    report: async error => {
+      dying = true
+      await send({ type: 'fatal', phase, error })
+      await send({ type: 'crashing' })
+    }
+  })
   channel.on('message', (message: SupervisorMessage) => {
     if (message.type === 'drain') void stop?.()
     else if (message.type === 'shed' && !stopping) shed(fastify.server, message.count, { idleMs: config.idleMs })

@@ -90,7 +90,7 @@ t.test('--help documents every flag', async t => {
   t.equal(r.code, 0)
   for (const flag of ['--port', '--address', '--log-level', '--options', '--close-grace-delay', '--plugin-timeout',
     '--prefix', '--pretty-logs', '--body-limit', '--workers', '--backlog', '--drain-delay', '--ready-timeout', '--worker-timeout',
-    '--max-memory', '--max-requests', '--max-requests-jitter', '--crash-loop-timeout', '--balancer', 'SIGHUP', 'SIGTERM']) {
+    '--max-memory', '--max-requests', '--max-requests-jitter', '--crash-loop-timeout', '--crash-grace', '--join', '--balancer', 'SIGHUP', 'SIGTERM']) {
     t.match(r.stdout, flag)
   }
 })
