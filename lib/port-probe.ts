@@ -19,7 +19,7 @@ export async function probePort (addresses: ReadonlyArray<{ address: string }>, 
   for (const { address } of addresses) {
     const err = await tryListen(address, port, ipv6Only)
     if (err?.code === 'EADDRINUSE') {
-      err.message = `${err.message}: another process listens on port ${port} (--join to share it)`
+      err.message = `${err.message} (another process listens on it; --join shares it)`
       throw err
     }
     // Anything else (no IPv6 here, say) is for the slots' own listen() to report or skip.

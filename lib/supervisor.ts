@@ -398,7 +398,7 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     }
     if (worker.crashedAt !== undefined) this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
     if (!wasServing) return
-    if (this.lost(worker, `exited with ${describeExit(exit)}`, { code: exit.code, signal: exit.signal })) this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
+    if (this.lost(worker, `exited with ${describeExit(exit)}`, describeExit(exit), { code: exit.code, signal: exit.signal })) this.emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
   }
 
   /** An uncaught exception: the worker stops accepting and answers what it has (lib/crash.ts); its slot is treated as lost now. */
@@ -408,16 +408,16 @@ class Supervisor extends EventEmitter implements SupervisorHandle {
     worker.state = 'draining'
     const kill = setTimeout(() => worker.proc.kill('SIGKILL'), this.settings.crashGraceMs + 1000)
     void worker.proc.exited.then(() => clearTimeout(kill))
-    this.lost(worker, `crashed (${worker.error?.name ?? 'uncaught exception'}), answering what it has for up to ${this.settings.crashGraceMs} ms`, { code: null, signal: null })
+    this.lost(worker, `crashed, answering what it has for up to ${this.settings.crashGraceMs} ms`, `uncaught ${worker.error?.name ?? 'exception'}`, { code: null, signal: null })
   }
 
   /** The slot's serving worker is gone or going: steer it out, hand its queue over, respawn. */
-  private lost (worker: Worker, what: string, exit: { code: number | null, signal: NodeJS.Signals | null }): boolean {
+  private lost (worker: Worker, what: string, lastExit: string, exit: { code: number | null, signal: NodeJS.Signals | null }): boolean {
     const slot = worker.slot
     const err = worker.error
     this.release(slot)
     slot.orphaned = true
-    slot.lastExit = what.replace(/^exited with /, '')
+    slot.lastExit = lastExit
     slot.stalled = false
     this.updateSteering()
     this.changed(slot)
