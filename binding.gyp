@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/fd.cc",
         "native/listener.cc",
+        "native/parent.cc",
         "native/queue.cc",
         "native/reap.cc",
         "native/steering.cc",

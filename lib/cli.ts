@@ -5,6 +5,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildAddon, version } from './supervisor/commands'
 import { helpText, parseCli } from './supervisor/flags'
+import { followParent } from './supervisor/parent'
 import { makeLogger, start } from './supervisor/start'
 
 /** Resolves once stdout has written everything queued (it is non-blocking on a pipe). */
@@ -41,7 +42,30 @@ async function main (): Promise<void> {
   if (config === 'build') process.exit(buildAddon())
   const { drainDelay } = config
   const logger = makeLogger(config.supervisorLogLevel, config.start.prettyLogs === true)
-  const handle = await start({ ...config.start, logger }).catch(fail)
+  // Started by npm or npx: their exit is a SIGTERM to us (lib/supervisor/parent.ts).
+  const launcher = followParent()
+  // A signal while the workers boot: Node's default action would end us at
+  // once and leave them running (issue 24). SIGTERM and SIGINT shut down what
+  // has started, a second one exits at once (the 'exit' listener kills the
+  // workers); SIGHUP and the scale signals wait for the start.
+  const abort = new AbortController()
+  const early = (): void => { if (abort.signal.aborted) process.exit(1); abort.abort() }
+  const wait = (): void => {}
+  const earlySignals = { SIGTERM: early, SIGINT: early, SIGHUP: wait, SIGTTIN: wait, SIGTTOU: wait }
+  for (const [signal, listener] of Object.entries(earlySignals)) process.on(signal, listener)
+  const handle = await start({ ...config.start, logger, signal: abort.signal }).catch(async (err: Error) => {
+    if (!abort.signal.aborted) fail(err)
+    // Shut down before it was ready: the workers have exited, as asked.
+    await flushed()
+    process.exit(0)
+  })
+  for (const [signal, listener] of Object.entries(earlySignals)) process.off(signal, listener)
+  if (launcher !== null) logger.info({ launcher }, `started by ${launcher}: shutting down when it exits`)
+  if (abort.signal.aborted) {
+    await handle.close()
+    await flushed()
+    process.exit(0)
+  }
   // Failures are logged by the supervisor, and the workers serving keep serving.
   // A crash loop: exit non-zero, so that the container's restart policy takes over.
   handle.once('fatal', err => {

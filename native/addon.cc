@@ -17,6 +17,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setCloexec", Napi::Function::New(env, reuseport::SetCloexec, "setCloexec"));
   exports.Set("notify", Napi::Function::New(env, reuseport::Notify, "notify"));
   exports.Set("socketInfo", Napi::Function::New(env, reuseport::SocketInfo, "socketInfo"));
+  exports.Set("setParentDeathSignal", Napi::Function::New(env, reuseport::SetParentDeathSignal, "setParentDeathSignal"));
 #else
   // Only Linux balances new connections across SO_REUSEPORT listeners.
   exports.Set("supported", false);

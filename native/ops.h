@@ -14,6 +14,7 @@ Napi::Value DupFd(const Napi::CallbackInfo& info);
 Napi::Value SetCloexec(const Napi::CallbackInfo& info);
 Napi::Value Notify(const Napi::CallbackInfo& info);
 Napi::Value SocketInfo(const Napi::CallbackInfo& info);
+Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info);
 
 // Shared argument check: a non-negative integer file descriptor.
 int FdArg(const Napi::CallbackInfo& info, size_t index);

@@ -15,6 +15,12 @@ module.exports = async function app (fastify, opts) {
     reply.header('x-pid', pid)
     return { spins: x }
   })
+  // An uncaught exception thrown from a timer, after this reply (bench/crash.mjs).
+  fastify.get('/crash', (request, reply) => {
+    setTimeout(() => { throw new Error('an uncaught exception from a timer') }, 0)
+    reply.header('x-pid', pid)
+    return { crashing: true }
+  })
   fastify.get('/block', (request, reply) => {
     const until = Date.now() + Number(request.query.ms ?? 2000)
     while (Date.now() < until) { /* a stuck event loop */ }

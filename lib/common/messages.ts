@@ -6,6 +6,8 @@ export interface WorkerConfig {
   slot: number
   /** The control channel's fd. */
   control: number
+  /** Our parent: once it is not, the supervisor is gone (lib/orphan.ts). */
+  supervisorPid: number
   logLevel: string
   prettyLogs: boolean
   /** fastify-cli's -o: merge the app's exported `options` into the Fastify options. */
@@ -17,6 +19,8 @@ export interface WorkerConfig {
   idleMs: number
   /** Stop waiting for connections after this long while draining. */
   graceMs: number
+  /** How long a worker that crashed (an uncaught exception) may answer what it has in flight, ms (lib/crash.ts). */
+  crashGraceMs: number
   /** Report event-loop delay and accepted connections this often, ms. */
   healthMs: number
   /** ... and this often while idle: no open connection, none accepted since the last report (lib/common/cadence.ts). */
@@ -49,6 +53,8 @@ export type WorkerMessage =
   | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number, tlsResumed?: number, tlsFull?: number, nextMs: number }
   /** Its TLS server holds the shared ticket keys (lib/tls-keys.ts), in this mode; sent before 'ready'. */
   | { type: 'tls', mode: 'rotating' | 'single' }
+  /** An uncaught exception (sent after its 'fatal' message): no longer accepting, answering what it has, exiting within the crash grace. */
+  | { type: 'crashing' }
 
 export type SupervisorMessage =
   | { type: 'drain' }
@@ -64,6 +70,7 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
   if (typeof value !== 'object' || value === null) return false
   const m = value as Record<string, unknown>
   return (m.type === 'ready' && Array.isArray(m.addresses)) ||
+    m.type === 'crashing' ||
     (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
     (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
       typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number' && typeof m.nextMs === 'number') ||

@@ -27,6 +27,12 @@ export interface NativeBinding {
   dup (fd: number): number
   /** Sets FD_CLOEXEC on fd, so that processes spawned later do not inherit it. */
   setCloexec (fd: number): void
+  /**
+   * PR_SET_PDEATHSIG: the kernel sends `signal` (a number, 0 clears it) to this
+   * process when its parent exits. Returns the parent's pid read after setting
+   * it, to compare with the expected parent: one that died first sends nothing.
+   */
+  setParentDeathSignal (signal: number): number
   /** One datagram to systemd's notify socket (a path, or @abstract), with fds as SCM_RIGHTS. */
   notify (path: string, message: string, fds: number[]): void
   /** What an inherited socket is: its address, and whether it is a listening stream socket with SO_REUSEPORT. */

@@ -12,7 +12,7 @@ import type { TicketKeeper } from './ticket-keeper'
 
 export interface Settings extends StartSettings {
   /** What every worker is told (its slot and control fd are added per worker). */
-  config: Omit<WorkerConfig, 'slot' | 'control'>
+  config: Omit<WorkerConfig, 'slot' | 'control' | 'supervisorPid'>
   /** Why the cluster balancer runs, when it was not asked for. */
   fallbackReason: string | null
 }

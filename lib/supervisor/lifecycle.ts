@@ -23,6 +23,8 @@ export class Lifecycle {
     private readonly ctx: Context,
     private readonly spawner: Spawner,
     private readonly onExit: (worker: Worker, exit: Exit) => void,
+    /** It said it crashed: an uncaught exception, a graceful exit on its way (lib/worker/crash.ts). */
+    private readonly onCrashing: (worker: Worker) => void,
     /** A worker reported busy: the monitor ticks fast again. */
     private readonly onBusy: () => void = () => {}
   ) {}
@@ -53,7 +55,7 @@ export class Lifecycle {
     worker.readyAt = worker.healthAt = now
     slot.stalled = false
     slot.stallMemory = freshStallMemory()
-    this.ctx.table.lastServedAt = now
+    // Not lastServedAt: becoming ready is not serving (the crash-loop rule, lastServed() in policy.ts).
     slot.orphaned = false
     this.ctx.table.changed(slot)
     if (previous !== null && previous.state === 'ready') this.drain(previous)
@@ -104,6 +106,7 @@ export class Lifecycle {
       if (isFatalMessage(m)) worker.error = reviveError(m.error)
       if (!isWorkerMessage(m)) return
       this.ctx.tickets.observe(m)
+      if (m.type === 'crashing') this.onCrashing(worker)
       if (m.type !== 'health') return
       worker.healthAt = clock.now()
       worker.delayMs = m.delayMs

@@ -7,7 +7,7 @@ import { fullTick, tickMs } from '../common/cadence'
 import type { SupervisorMessage } from '../common/messages'
 import type { Context } from './context'
 import {
-  crashLooping, freshHealth, healthySlot, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS, stallReason,
+  crashLooping, freshHealth, lastServed, mayShed, mayStall, nextReplacement, recovered, replaceReason, SETTLED_MS, stallReason,
   type ReplaceReason, type StallMemory
 } from './policy'
 import type { Slot, Worker } from './slot'
@@ -73,14 +73,12 @@ export type Action =
 export function decide (sample: MonitorSample, limits: MonitorLimits): Action[] {
   const { now, serving } = sample
   const actions: Action[] = []
-  let healthy = false
-  for (const s of serving) {
-    const settled = s.readyForMs >= SETTLED_MS
-    if (settled && s.earlyDeaths > 0) actions.push({ type: 'settled', slot: s.slot })
-    if (healthySlot(s.readyForMs, settled ? 0 : s.earlyDeaths)) healthy = true
-  }
-  if (healthy) actions.push({ type: 'served' })
-  else if (crashLooping(false, sample.lastServedAt, now, limits.crashLoopTimeout)) return [...actions, { type: 'crash-loop' }]
+  for (const s of serving) if (s.readyForMs >= SETTLED_MS && s.earlyDeaths > 0) actions.push({ type: 'settled', slot: s.slot })
+  // Becoming ready is not serving: a slot whose workers keep dying soon after is on probation.
+  const ready = serving.map(s => ({ readyForMs: s.readyForMs, earlyDeaths: s.readyForMs >= SETTLED_MS ? 0 : s.earlyDeaths }))
+  const last = lastServed(sample.lastServedAt, now, ready)
+  if (last === now) actions.push({ type: 'served' })
+  else if (crashLooping(false, last, now, limits.crashLoopTimeout)) return [...actions, { type: 'crash-loop' }]
 
   if (limits.stallTimeout > 0) {
     const healthyNow = new Set(serving.filter(s => !s.stalled && freshHealth(now, s.healthAt, s.reportMs, limits.healthMs)).map(s => s.slot))
@@ -243,6 +241,9 @@ export class Monitor {
   /** A slot holding more than its share of a few long-lived connections ends some kept-alive ones (lib/worker/shed.ts). */
   private rebalance (loads: ReturnType<Context['table']['loads']>, now: number): void {
     const { table, log, sockets } = this.ctx
+    // Not while a slot is about to be drained or replaced: its drain ends those connections anyway.
+    const churn = table.slots.map(s => ({ retiring: s.retiring, starting: table.starting(s) }))
+    if (!mayShed(churn, this.hands.pending() > 0)) return
     const decision = sockets.rebalance(loads, now)
     if (decision.slot === null) return
     const slot = table.slots[decision.slot] as Slot

@@ -16,6 +16,12 @@ export interface StartOptions extends SettingOptions {
   app: string
   /** Node options for every worker, before the worker script: ['--require', './tracing.js'], ['--import', 'x']. */
   preload?: string[]
+  /**
+   * Aborting it while start() runs shuts the supervisor down, and start()
+   * rejects once every worker it spawned has exited: a SIGTERM while workers
+   * boot must not leave them behind.
+   */
+  signal?: AbortSignal
 }
 
 /** start()'s options, checked, with their defaults. */

@@ -174,6 +174,45 @@ export function healthySlot (readyForMs: number, earlyDeaths: number): boolean {
   return earlyDeaths === 0 || readyForMs >= SETTLED_MS
 }
 
+/** What the crash-loop rule sees of one slot's ready worker. */
+export interface ReadySlot {
+  /** How long its worker has been ready, ms. */
+  readyForMs: number
+  /** Its slot's deaths before SETTLED_MS since a worker last settled. */
+  earlyDeaths: number
+}
+
+/**
+ * The last moment some slot served, for the crash-loop rule: now while a
+ * slot is healthy (healthySlot), else unchanged. Becoming ready is not
+ * serving: a worker that dies 300 ms after each promotion must not restart
+ * the clock at every respawn, or the rule fires only once the respawn
+ * backoff outgrows the timeout (15.4 s for a 4 s timeout; never for 30 s).
+ */
+export function lastServed (lastServedAt: number, now: number, ready: readonly ReadySlot[]): number {
+  return ready.some(s => healthySlot(s.readyForMs, s.earlyDeaths)) ? now : lastServedAt
+}
+
+/** What the shed rule sees of one slot. */
+export interface ShedSlot {
+  /** Being retired (SIGTTOU): it drains next. */
+  retiring: boolean
+  /** A worker starting on it: a replacement (reload, --max-memory, --max-requests, a hang) or a respawn. */
+  starting: boolean
+}
+
+/**
+ * Whether the balancer may tell slots to end kept-alive connections now
+ * (lib/shed.ts). Not while a slot's worker is about to be drained or
+ * replaced, nor while a reload, a graceful replacement or a scale change is
+ * under way or queued (busy): the drain ends those connections anyway, and a
+ * shed 110 ms before it made their clients reconnect twice (issue 17.5). The
+ * load moves during such changes, so no slot's share means much then either.
+ */
+export function mayShed (slots: readonly ShedSlot[], busy: boolean): boolean {
+  return !busy && slots.every(s => !s.retiring && !s.starting)
+}
+
 /** How long to wait before respawning after `failures` consecutive failures: 0, then 100 ms doubling to 10 s. */
 export function respawnDelay (failures: number): number {
   return failures <= 0 ? 0 : Math.min(10000, 100 * 2 ** (failures - 1))

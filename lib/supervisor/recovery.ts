@@ -16,32 +16,58 @@ export class Recovery {
 
   /** Every worker exit comes here; only the exit of a slot's serving worker starts a recovery. */
   readonly onExit = (worker: Worker, exit: Exit): void => {
-    const { table, log, clock, settings, emit } = this.ctx
+    const { table, log, emit } = this.ctx
     const slot = worker.slot
     const wasServing = slot.worker === worker && worker.state === 'ready'
     const wasDraining = worker.state === 'draining'
     worker.state = 'exited'
     const err = worker.error
-    if (wasDraining && (err !== null || (exit.code !== 0 && exit.signal === null))) {
+    const crashed = worker.crashedAt !== undefined
+    // A crashed worker's error was logged when it said so (onCrashing).
+    if (wasDraining && !crashed && (err !== null || (exit.code !== 0 && exit.signal === null))) {
       log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, err }, `${table.line(slot)}: draining worker ${worker.pid} exited with ${describeExit(exit)}${err ? `: ${err.message}` : ''}`)
     }
-    if (!wasServing) return
+    const event = { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err }
+    if (crashed) emit('exit', event)
+    if (wasServing && this.lost(worker, `exited with ${describeExit(exit)}`, describeExit(exit), exit)) emit('exit', event)
+  }
+
+  /**
+   * An uncaught exception: the worker stops accepting and answers what it has
+   * in flight (lib/worker/crash.ts). Its slot is treated as lost now, so the
+   * replacement starts without waiting for the exit.
+   */
+  readonly onCrashing = (worker: Worker): void => {
+    const { clock, settings } = this.ctx
+    if (worker.slot.worker !== worker || worker.state !== 'ready') return
+    worker.crashedAt = clock.now()
+    worker.state = 'draining'
+    const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), settings.crashGrace + 1000)
+    void worker.proc.exited.then(() => clock.clearTimeout(kill))
+    this.lost(worker, `crashed, answering what it has for up to ${settings.crashGrace} ms`, `uncaught ${worker.error?.name ?? 'exception'}`, { code: null, signal: null })
+  }
+
+  /** The slot's serving worker is gone or going: out of rotation, its queue handed over, a replacement on its way. */
+  private lost (worker: Worker, what: string, lastExit: string, exit: { code: number | null, signal: NodeJS.Signals | null }): boolean {
+    const { table, log, clock, settings } = this.ctx
+    const slot = worker.slot
+    const err = worker.error
     const now = clock.now()
     this.orphan(slot, now + 2 * settings.config.healthMs)
-    slot.lastExit = describeExit(exit)
+    slot.lastExit = lastExit
     table.changed(slot)
-    if (!table.live(slot)) return
+    if (!table.live(slot)) return false
     // Its socket lives on here: connections queued on it wait for the replacement, or are handed over.
     const readyFor = worker.readyAt === null ? null : now - worker.readyAt
     slot.failures = failuresAfterExit(slot.failures, readyFor, worker.accepted)
     if (readyFor === null || readyFor < SETTLED_MS) slot.earlyDeaths++
     const delay = respawnDelay(slot.failures)
     log.error({ slot: slot.index, workerPid: worker.pid, code: exit.code, signal: exit.signal, ...(err ? { err } : {}) },
-      `${table.line(slot)}: worker ${worker.pid} exited with ${slot.lastExit}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
-    emit('exit', { slot: slot.index, pid: worker.pid, code: exit.code, signal: exit.signal, error: err })
+      `${table.line(slot)}: worker ${worker.pid} ${what}${err ? `: ${err.message}` : ''}; respawning ${delay > 0 ? `in ${delay} ms` : 'now'}`)
     // The hand-off waits until handoffAfter: look again then.
     clock.setTimeout(() => table.changed(), 2 * settings.config.healthMs).unref?.()
     this.scheduleRespawn(slot, delay)
+    return true
   }
 
   /** The slot has lost its worker: out of rotation, its queue handed over from `handoffAfter` on. */

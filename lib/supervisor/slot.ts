@@ -33,6 +33,8 @@ export interface Worker {
   requestLimit: number
   /** The error it reported before it died (lib/worker/main.ts, die()). */
   error: Error | null
+  /** When it said it crashed (an uncaught exception; lib/crash.ts): it drains, no longer the slot's. */
+  crashedAt?: number
 }
 
 export interface Slot {

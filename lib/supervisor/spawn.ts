@@ -37,7 +37,7 @@ export interface WorkerProcess {
 
 export interface SpawnSpec {
   listeners: Listener[]
-  config: Omit<WorkerConfig, 'control'>
+  config: Omit<WorkerConfig, 'control' | 'supervisorPid'>
   /** Node options before the worker script (--require, --import). */
   preload: string[]
   /** Fork through Node's cluster module (the cluster balancer): its listen() goes through our cluster primary. */
@@ -61,7 +61,7 @@ const OUTPUT = 'pipe'
 
 export function spawnWorker ({ listeners, config, preload, viaCluster }: SpawnSpec): WorkerProcess {
   const inherited = listeners.map((l, i) => ({ ...l, fd: CONTROL_FD + 1 + i }))
-  const env: Record<string, string> = { [WORKER_ENV]: JSON.stringify({ ...config, control: CONTROL_FD } satisfies WorkerConfig) }
+  const env: Record<string, string> = { [WORKER_ENV]: JSON.stringify({ ...config, control: CONTROL_FD, supervisorPid: process.pid } satisfies WorkerConfig) }
   if (inherited.length > 0) env[LISTENERS_ENV] = JSON.stringify(inherited)
   let child: ChildProcess
   try {

@@ -13,6 +13,7 @@ import type { SupervisorHandle } from './handle'
 import { resolveStartOptions, type StartOptions, type StartSettings } from './options'
 import { clusterSockets, reuseportSockets, type SlotSockets } from './sockets'
 import { spawnWorker } from './spawn'
+import { probePort } from './port-probe'
 import { Supervisor } from './supervisor'
 import { adoptable, inheritedSlots, Notifier } from './systemd'
 
@@ -47,6 +48,7 @@ export function workerSettings (s: StartSettings, fallbackReason: string | null)
       bodyLimit: s.bodyLimit,
       idleMs: Math.min(1000, Math.max(50, Math.floor(s.closeGraceDelay / 4))),
       graceMs: s.closeGraceDelay,
+      crashGraceMs: s.crashGrace,
       healthMs,
       // An idle worker reports this seldom (lib/common/cadence.ts).
       heartbeatMs: idleReportMs(healthMs, s.workerTimeout),
@@ -79,6 +81,8 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
     // Sockets systemd kept for us (its fd store, or socket activation) are served as they are: what is queued on them waits for us.
     const inherited = inheritedSlots(binding, process.env, process.pid, s.backlog, log)
     const adopted = adoptable(inherited)
+    // One service per port, unless asked (lib/supervisor/port-probe.ts); sockets systemd kept for us are ours.
+    if (!s.join && adopted === 0) await probePort(await resolveHost(s.host), s.port, s.ipv6Only)
     for (const [index, listeners] of inherited) if (index >= adopted) closeListeners(binding, listeners)
     slots = Math.max(workers, adopted)
     const first = inherited.get(0)
@@ -87,7 +91,10 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
     if (adopted > 0) log.info({ slots: adopted }, `systemd: adopted the listeners of ${adopted} slots (LISTEN_FDS): connections queued on them are served now`)
   }
   const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner: spawnWorker, notifier })
+  // A SIGTERM while the workers boot shuts down what has started (lib/cli.ts).
+  options.signal?.addEventListener('abort', () => { void supervisor.close() }, { once: true })
   try {
+    options.signal?.throwIfAborted()
     await supervisor.open(slots)
     if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
   } catch (err) {

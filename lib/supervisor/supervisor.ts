@@ -66,7 +66,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     const tickets = new TicketKeeper({ rotationMs: settings.tlsTicketRotation, file: settings.tlsTicketKeys, log, broadcast: m => { for (const w of this.table.workers()) void w.proc.channel?.send(m) } })
     this.ctx = { settings, log, clock, sockets, table: this.table, emit: (event, ...args) => { this.emit(event, ...args) }, tickets }
     const recovery = new Recovery(this.ctx)
-    this.lifecycle = new Lifecycle(this.ctx, spawner, recovery.onExit, () => this.monitor.wake())
+    this.lifecycle = new Lifecycle(this.ctx, spawner, recovery.onExit, recovery.onCrashing, () => this.monitor.wake())
     recovery.lifecycle = this.lifecycle
     this.operations = new Operations(this.ctx, this.lifecycle)
     this.monitor = new Monitor(this.ctx, {

@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { plugin as reuseport } from '../plugin/plugin'
 import { describeLoadError, loadApp } from './app'
 import { openChannel, type Channel } from '../common/channel'
+import { crashHandler, errorInfo } from './crash'
 import { trackSessions } from '../plugin/connections'
 import { drain, type OpenConnections } from '../plugin/drain'
 import { handDown } from '../plugin/listen'
@@ -13,6 +14,7 @@ import { LISTENERS_ENV, inheritedListeners } from '../common/listener'
 import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../common/messages'
 import { loadNative } from '../common/native'
 import { reportHealth } from './health'
+import { watchSupervisor } from './orphan'
 import { shed } from './shed'
 import { WorkerTickets } from '../plugin/tls-keys'
 import { turnBuffered } from './stdout'
@@ -27,11 +29,6 @@ function send (message: WorkerMessage | FatalMessage): Promise<void> {
 let phase: FatalMessage['phase'] = 'boot'
 /** Set once die() runs: a drain finishing meanwhile must not exit 0 first. */
 let dying = false
-
-function errorInfo (err: unknown): ErrorInfo {
-  const e = (err instanceof Error ? err : new Error(String(err))) as Error & { code?: unknown }
-  return { name: e.name, message: e.message, stack: e.stack ?? `${e.name}: ${e.message}`, ...(typeof e.code === 'string' ? { code: e.code } : {}) }
-}
 
 /**
  * Ends the worker on an error, telling the supervisor first: it logs the
@@ -145,6 +142,14 @@ async function main (): Promise<void> {
   channel = openChannel(config.control)
   // Listening already: the keys come right after spawn, while the app loads.
   const tickets = new WorkerTickets(channel)
+  // Set once the app serves: until then, a supervisor that is gone leaves nothing to drain.
+  let stop: (() => Promise<void>) | null = null
+  // From here on, whatever the phase (issue 24): an orphan must not keep serving.
+  watchSupervisor(channel, config.supervisorPid, () => {
+    // Bounded by -g in every phase: a drain that cannot finish, or an app still loading, ends here.
+    setTimeout(() => process.exit(0), stop === null ? 0 : config.graceMs).unref()
+    if (stop !== null) void stop()
+  })
   // Our stdout and stderr are pipes the supervisor reads (lib/supervisor/logs.ts): a
   // supervisor that is gone must not turn a log line into a crash mid-drain
   // (pino's own destination ignores EPIPE likewise).
@@ -153,7 +158,9 @@ async function main (): Promise<void> {
   // the whole process group, and --drain-delay must keep workers serving.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => {})
   // Replaces Node's print-and-exit: the supervisor logs it, with the slot.
-  process.on('uncaughtException', err => { void die(errorInfo(err)) })
+  // Once the app serves, a graceful crash (lib/crash.ts); before, at once.
+  let crash: ((err: unknown) => void) | null = null
+  process.on('uncaughtException', err => { if (crash !== null) crash(err); else void die(errorInfo(err)) })
   if (error !== null) return await die(errorInfo(error))
 
   const counter = { requests: 0 }
@@ -167,7 +174,7 @@ async function main (): Promise<void> {
 
   const stopHealth = reportHealth(fastify.server, { healthMs: config.healthMs, idleMs: config.heartbeatMs }, counter, tickets, m => { void send(m) })
   let stopping = false
-  const stop = async (): Promise<void> => {
+  stop = async (): Promise<void> => {
     if (stopping) return
     stopping = true
     phase = 'draining'
@@ -183,12 +190,27 @@ async function main (): Promise<void> {
     await Promise.race([flushed(fastify), new Promise(resolve => setTimeout(resolve, config.graceMs).unref())])
     if (!dying) process.exit(0)
   }
+  crash = crashHandler({
+    graceMs: config.crashGraceMs,
+    die,
+    drain: async graceMs => {
+      // Already draining (told to, or orphaned): that drain goes on, bounded by the crash grace now.
+      if (stopping) return await new Promise(() => {})
+      stopping = true
+      phase = 'draining'
+      stopHealth()
+      await drain(fastify, { idleMs: config.idleMs, graceMs })
+    },
+    report: async error => {
+      dying = true
+      await send({ type: 'fatal', phase, error })
+      await send({ type: 'crashing' })
+    }
+  })
   channel.on('message', (message: SupervisorMessage) => {
-    if (message.type === 'drain') void stop()
+    if (message.type === 'drain') void stop?.()
     else if (message.type === 'shed' && !stopping) shed(fastify.server, message.count, { idleMs: config.idleMs })
   })
-  // The supervisor is gone (even SIGKILLed): nobody will restart us, so leave cleanly.
-  channel.on('close', () => { void stop() })
   channel.unref()
   // A connection from the queue of a slot that has no worker right now
   // (lib/supervisor/handoff.ts). Node's IPC channel carries it: only it passes sockets.

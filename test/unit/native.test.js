@@ -215,3 +215,30 @@ os.unlink(sys.argv[1])
   binding.close(fd)
   t.equal(fdCount(), before, 'no fd leaked')
 }, { skip: !require('../helpers').hasCommand('python3') && 'needs python3 to receive the datagram' })
+t.test('setParentDeathSignal validates its argument and returns the parent pid', async t => {
+  for (const bad of [[], ['15'], [null]]) t.throws(() => binding.setParentDeathSignal(...bad), { code: 'ERR_INVALID_ARG_TYPE' }, JSON.stringify(bad))
+  for (const bad of [-1, 1.5, 65, 1e20, NaN]) t.throws(() => binding.setParentDeathSignal(bad), { code: 'ERR_OUT_OF_RANGE' }, String(bad))
+  t.equal(binding.setParentDeathSignal(0), process.ppid, 'clears it, and says who the parent is')
+})
+
+t.test('setParentDeathSignal: a SIGKILLed parent takes its child with it', async t => {
+  // parent -> child; the child asks for SIGTERM on its parent's death and
+  // says its pid; the parent is SIGKILLed and can pass nothing on.
+  const { spawn } = require('node:child_process')
+  const addon = JSON.stringify(require('node:path').join(__dirname, '..', '..'))
+  const child = `const b = require('node-gyp-build')(${addon}); const p = b.setParentDeathSignal(15);` +
+    'process.stdout.write(`${process.pid} ${p === process.ppid}\\n`); setInterval(() => {}, 1000)'
+  const parent = spawn(process.execPath, ['-e', `require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(child)}], { stdio: 'inherit' }); setInterval(() => {}, 1000)`],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+  const line = await new Promise(resolve => parent.stdout.once('data', d => resolve(String(d).trim())))
+  const [pid, sameParent] = line.split(' ')
+  t.equal(sameParent, 'true', 'the pid returned is the parent')
+  parent.kill('SIGKILL')
+  const deadline = Date.now() + 5000
+  let alive = true
+  while (alive && Date.now() < deadline) {
+    try { process.kill(Number(pid), 0); await new Promise(resolve => setTimeout(resolve, 20)) } catch { alive = false }
+  }
+  if (alive) process.kill(Number(pid), 'SIGKILL')
+  t.notOk(alive, 'the child got SIGTERM and exited')
+})

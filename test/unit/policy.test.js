@@ -4,7 +4,7 @@
 const t = require('tap')
 const {
   stallReason, recovered, mayStall, freshStallMemory, replaceReason, requestLimit, nextReplacement,
-  failuresAfterExit, healthySlot, respawnDelay, crashLooping, parseSize, formatSize, SETTLED_MS
+  failuresAfterExit, healthySlot, respawnDelay, crashLooping, lastServed, mayShed, parseSize, formatSize, SETTLED_MS
 } = require('../../dist/lib/supervisor/policy')
 
 const limits = { stallTimeout: 500, stallQueue: 32, healthMs: 50 }
@@ -118,4 +118,55 @@ t.test('parseSize and formatSize', async t => {
   for (const bad of ['', 'M', '-1G', '1X', '0', 'lots']) t.equal(parseSize(bad), null, `'${bad}' is not a size`)
   t.equal(formatSize(600 * 1024 ** 2), '600M')
   t.equal(formatSize(512), '512B')
+})
+
+t.test('lastServed: a slot that keeps dying 300 ms after ready does not count as serving', async t => {
+  t.equal(lastServed(100, 500, [{ readyForMs: 50, earlyDeaths: 0 }]), 500, 'a first worker serves')
+  t.equal(lastServed(100, 500, [{ readyForMs: 50, earlyDeaths: 3 }]), 100, 'a respawn after early deaths: just ready is not serving')
+  t.equal(lastServed(100, 500, []), 100, 'nothing ready')
+  t.equal(lastServed(100, 9000, [{ readyForMs: SETTLED_MS, earlyDeaths: 3 }]), 9000, 'settled again')
+})
+
+// The supervisor's loop, as a timeline: a worker boots in 200 ms, is ready,
+// and throws 300 ms later; it is respawned after respawnDelay(failures); the
+// rule is checked every 100 ms (lib/supervisor/monitor.ts, decide()).
+function crashLoopExit (timeout, { bootMs = 200, lifeMs = 300, tickMs = 100, limit = 120000 } = {}) {
+  let failures = 0
+  let earlyDeaths = 0
+  let readyAt = 0
+  let diesAt = readyAt + lifeMs
+  let nextReadyAt = null
+  let lastServedAt = 0
+  for (let now = 0; now < limit; now += tickMs) {
+    if (readyAt !== null && now >= diesAt) {
+      failures = failuresAfterExit(failures, now - readyAt, 0)
+      earlyDeaths++
+      readyAt = null
+      nextReadyAt = now + respawnDelay(failures) + bootMs
+    }
+    if (readyAt === null && nextReadyAt !== null && now >= nextReadyAt) {
+      readyAt = now
+      diesAt = now + lifeMs
+    }
+    const ready = readyAt === null ? [] : [{ readyForMs: now - readyAt, earlyDeaths }]
+    lastServedAt = lastServed(lastServedAt, now, ready)
+    if (crashLooping(lastServedAt === now, lastServedAt, now, timeout)) return now
+  }
+  return null
+}
+
+t.test('crash loop: an app throwing 300 ms after ready exits within --crash-loop-timeout + 1 s', async t => {
+  for (const timeout of [2000, 4000, 30000]) {
+    const at = crashLoopExit(timeout)
+    t.ok(at !== null && at <= timeout + 1000, `--crash-loop-timeout ${timeout}: exit at ${at} ms`)
+  }
+  t.equal(crashLoopExit(0), null, '0 disables it')
+})
+
+t.test('mayShed: no shed while a slot is about to be drained or replaced', async t => {
+  const calm = { retiring: false, starting: false }
+  t.ok(mayShed([calm, calm], false), 'nothing changing')
+  t.notOk(mayShed([calm, calm], true), 'a reload, replacement or scale change under way or queued')
+  t.notOk(mayShed([calm, { retiring: false, starting: true }], false), 'a replacement or respawn starting')
+  t.notOk(mayShed([{ retiring: true, starting: false }, calm], false), 'a slot retiring')
 })
