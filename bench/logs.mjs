@@ -64,7 +64,9 @@ for (const size of [200, 8192]) {
     result[mode] = { cpuMs: median(runs.map(r => r.cpuMs)), wallMs: median(runs.map(r => r.wallMs)) }
   }
   const row = {
-    size, lines, mb: +mb.toFixed(1),
+    size,
+    lines,
+    mb: +mb.toFixed(1),
     pipeCpuMsPerMb: +(result.pipe.cpuMs / mb).toFixed(2),
     forwarderCpuMsPerMb: +(result.forwarder.cpuMs / mb).toFixed(2),
     forwarderCpuUsPerLine: +(result.forwarder.cpuMs * 1000 / lines).toFixed(2),

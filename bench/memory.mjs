@@ -77,7 +77,7 @@ function rssParts (pid) {
   return { anonMb: +(kb('RssAnon') / 1024).toFixed(2), fileMb: +(kb('RssFile') / 1024).toFixed(2) }
 }
 
-let slots = workers
+const slots = workers
 const run = {
   async kill () {
     const pids = server.workerPids()

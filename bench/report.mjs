@@ -115,7 +115,7 @@ export function renderSvg (results) {
   const width = 760
   const labelW = 190
   const out = [`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${panels.length * panelH + 20}" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`]
+    '<rect width="100%" height="100%" fill="white"/>']
   panels.forEach((panel, pi) => {
     const [app, conn] = panel.split('|')
     const rows = modes.map(m => s.find(r => r.app === app && r.conn === conn && r.mode === m)).filter(Boolean)

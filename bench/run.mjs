@@ -63,7 +63,13 @@ async function measure (mode, app, close, rep) {
     const supCpu = sup ? (cpuSeconds(sup) - cpuBefore) / seconds : null
     const pids = server.workerPids()
     const run = {
-      mode, app, conn: close ? 'new' : 'keepalive', rep, ...r, failed: failed(r), readyMs: server.readyMs,
+      mode,
+      app,
+      conn: close ? 'new' : 'keepalive',
+      rep,
+      ...r,
+      failed: failed(r),
+      readyMs: server.readyMs,
       supervisorRssMb: sup ? rssMb(sup) : null,
       workerRssMb: pids.map(rssMb),
       supervisorCpu: supCpu
@@ -110,8 +116,16 @@ async function restartRun (mode, close) {
     reloading = false
     await loop
     const run = {
-      mode, conn: close ? 'new' : 'keepalive', steadyRps: steady.rps, onceRps: once.rps, onceRatio: once.rps / steady.rps, reloadMs,
-      backToBackRps: during.rps, backToBackRatio: during.rps / steady.rps, reloads, failed: failed(once) + failed(during)
+      mode,
+      conn: close ? 'new' : 'keepalive',
+      steadyRps: steady.rps,
+      onceRps: once.rps,
+      onceRatio: once.rps / steady.rps,
+      reloadMs,
+      backToBackRps: during.rps,
+      backToBackRatio: during.rps / steady.rps,
+      reloads,
+      failed: failed(once) + failed(during)
     }
     log(`restart ${mode.padEnd(18)} ${run.conn.padEnd(9)} one restart (${reloadMs} ms) in ${seconds} s: ${(run.onceRatio * 100).toFixed(1)}%; back to back: ${(run.backToBackRatio * 100).toFixed(1)}%, ${reloads} reloads; failed ${run.failed}`)
     return run

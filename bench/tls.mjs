@@ -112,12 +112,14 @@ async function run (mode) {
   const [bin, args, extra] = MODES[mode](port)
   const env = { ...process.env, ...extra, PORT: String(port), WORKERS: String(WORKERS), TLS_KEY: key, TLS_CERT: cert }
   const server = spawn(bin, args, { env, stdio: ['ignore', 'ignore', 'inherit'] })
-  const measure = secs => values.client === 'openssl' ? stime(port, secs, Number(values.conns)) : new Promise((resolve, reject) => {
-    const c = spawn(process.execPath, [fileURLToPath(import.meta.url), '--run-client', String(port), '--secs', String(secs), '--conns', values.conns, '--tls', values.tls], { stdio: ['ignore', 'pipe', 'inherit'] })
-    let out = ''
-    c.stdout.on('data', d => { out += d })
-    c.once('exit', code => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`client exited ${code}`)))
-  })
+  const measure = secs => values.client === 'openssl'
+    ? stime(port, secs, Number(values.conns))
+    : new Promise((resolve, reject) => {
+      const c = spawn(process.execPath, [fileURLToPath(import.meta.url), '--run-client', String(port), '--secs', String(secs), '--conns', values.conns, '--tls', values.tls], { stdio: ['ignore', 'pipe', 'inherit'] })
+      let out = ''
+      c.stdout.on('data', d => { out += d })
+      c.once('exit', code => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`client exited ${code}`)))
+    })
   try {
     for (let i = 0; i < 300; i++) {
       const ok = await new Promise(resolve => {

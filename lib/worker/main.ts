@@ -136,7 +136,7 @@ function takeHandDown (): { config: WorkerConfig | null, error: unknown } {
 async function main (): Promise<void> {
   const { config, error } = takeHandDown()
   if (config === null) {
-    process.stderr.write(`fastify-reuseport: this is the worker runtime, started by "fastify-reuseport start"\n`)
+    process.stderr.write('fastify-reuseport: this is the worker runtime, started by "fastify-reuseport start"\n')
     process.exit(2)
   }
   channel = openChannel(config.control)

@@ -33,7 +33,6 @@ interface Server extends net.Server {
   [kShedding]?: Shedding
 }
 
-
 /**
  * Open connections of a server (http, https, http2), counting those on the
  * extra listeners fastify-reuseport serves for it: a sum of net.Server's own

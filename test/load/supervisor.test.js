@@ -3,7 +3,6 @@
 // The supervisor with real workers and real load on loopback. These files run
 // one at a time (tap --jobs=1 test/load): two cores cannot host two of them.
 const t = require('tap')
-const net = require('node:net')
 const crypto = require('node:crypto')
 const path = require('node:path')
 const { request } = require('undici')

@@ -29,8 +29,17 @@ t.test('imbalance is busiest ÷ mean', async t => {
 t.test('defaults are documented values, frozen', async t => {
   t.ok(Object.isFrozen(BALANCE_DEFAULTS))
   t.same(BALANCE_DEFAULTS, {
-    balance: true, tolerance: 0.1, steerHoldMs: 200, evenHoldMs: 1000, steerIntervalMs: 250, floorShare: 0.05,
-    shedMargin: 1, shedHoldMs: 500, shedCooldownMs: 500, shedMaxCooldownMs: 30000, shedMaxMean: 16
+    balance: true,
+    tolerance: 0.1,
+    steerHoldMs: 200,
+    evenHoldMs: 1000,
+    steerIntervalMs: 250,
+    floorShare: 0.05,
+    shedMargin: 1,
+    shedHoldMs: 500,
+    shedCooldownMs: 500,
+    shedMaxCooldownMs: 30000,
+    shedMaxMean: 16
   })
 })
 

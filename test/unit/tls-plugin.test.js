@@ -136,7 +136,7 @@ for (const { name, make, why, nobody } of [
     const r = spawnSync(nobody ? 'sh' : argv[0], nobody ? ['-c', 'unset NODE_OPTIONS; exec setpriv --reuid=65534 --regid=65534 --clear-groups "$@"', 'sh', ...argv] : argv.slice(1),
       { encoding: 'utf8', timeout: 20000, env: { ...process.env, TLS_KEY: cert.key, TLS_CERT: cert.cert, TLS_TICKET_KEYS: file } })
     t.not(r.status, 0, `exit ${r.status}`)
-    t.match(r.stdout + r.stderr, `FST_REUSEPORT_TLS_TICKET_KEYS`)
+    t.match(r.stdout + r.stderr, 'FST_REUSEPORT_TLS_TICKET_KEYS')
     t.match(r.stdout + r.stderr, `TLS ticket key file ${file}: ${why}`)
     t.notMatch(r.stdout + r.stderr, 'Server listening', 'never listened')
   })
