@@ -15,6 +15,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reapOrphans", Napi::Function::New(env, reuseport::ReapOrphans, "reapOrphans"));
   exports.Set("dup", Napi::Function::New(env, reuseport::DupFd, "dup"));
   exports.Set("setCloexec", Napi::Function::New(env, reuseport::SetCloexec, "setCloexec"));
+  exports.Set("execve", Napi::Function::New(env, reuseport::Execve, "execve"));
+  exports.Set("clearCloexec", Napi::Function::New(env, reuseport::ClearCloexec, "clearCloexec"));
+  exports.Set("memfdState", Napi::Function::New(env, reuseport::MemfdState, "memfdState"));
+  exports.Set("waitpid", Napi::Function::New(env, reuseport::WaitPid, "waitpid"));
 #else
   // Only Linux balances new connections across SO_REUSEPORT listeners.
   exports.Set("supported", false);

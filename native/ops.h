@@ -12,6 +12,10 @@ Napi::Value DetachSteering(const Napi::CallbackInfo& info);
 Napi::Value ReapOrphans(const Napi::CallbackInfo& info);
 Napi::Value DupFd(const Napi::CallbackInfo& info);
 Napi::Value SetCloexec(const Napi::CallbackInfo& info);
+Napi::Value Execve(const Napi::CallbackInfo& info);
+Napi::Value ClearCloexec(const Napi::CallbackInfo& info);
+Napi::Value MemfdState(const Napi::CallbackInfo& info);
+Napi::Value WaitPid(const Napi::CallbackInfo& info);
 
 // Shared argument check: a non-negative integer file descriptor.
 int FdArg(const Napi::CallbackInfo& info, size_t index);

@@ -32,6 +32,12 @@ export const FST_REUSEPORT_UNSUPPORTED = createError(
 export const FST_REUSEPORT_CRASH_LOOP = createError(
   'FST_REUSEPORT_CRASH_LOOP', 'No worker has served for %d ms: every slot keeps failing (last: %s); exiting so that the restart policy takes over')
 
+export const FST_REUSEPORT_UPGRADE_FAILED = createError(
+  'FST_REUSEPORT_UPGRADE_FAILED', 'Upgrade failed, the running supervisor keeps serving: %s')
+
+export const FST_REUSEPORT_PROTOCOL = createError(
+  'FST_REUSEPORT_PROTOCOL', 'Control protocol mismatch: %s')
+
 /** Every error code of the catalogue, as fastify exports its own (fastify.errorCodes). */
 export const errorCodes = {
   FST_REUSEPORT_INVALID_OPTION,
@@ -43,7 +49,9 @@ export const errorCodes = {
   FST_REUSEPORT_READY_TIMEOUT,
   FST_REUSEPORT_INHERITED,
   FST_REUSEPORT_UNSUPPORTED,
-  FST_REUSEPORT_CRASH_LOOP
+  FST_REUSEPORT_CRASH_LOOP,
+  FST_REUSEPORT_UPGRADE_FAILED,
+  FST_REUSEPORT_PROTOCOL
 }
 
 /** An error sent by a worker (ErrorInfo), as an Error again: the cause of FST_REUSEPORT_WORKER_FAILED and of crash lines. */

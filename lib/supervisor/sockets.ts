@@ -46,6 +46,8 @@ export interface SocketSpec {
   ipv6Only: boolean
   balance: boolean
   slots: number
+  /** After an in-place upgrade: each slot's listeners, carried over open instead of opened. */
+  inherited?: Listener[][]
 }
 
 export function reuseportSockets (binding: NativeBinding, spec: SocketSpec, log: Logger): SlotSockets {
@@ -58,7 +60,7 @@ export function reuseportSockets (binding: NativeBinding, spec: SocketSpec, log:
     addresses: [],
     get steering () { return steerer?.available === true },
     open (index) {
-      const listeners = openListeners(binding, template, { port, backlog: spec.backlog, ipv6Only: spec.ipv6Only })
+      const listeners = spec.inherited?.[index] ?? openListeners(binding, template, { port, backlog: spec.backlog, ipv6Only: spec.ipv6Only })
       if (index === 0) {
         // Every later slot binds what slot 0 could bind, on its port.
         template = listeners.map(({ address, family }) => ({ address, family }))

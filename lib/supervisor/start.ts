@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import pino, { type Logger } from 'pino'
 import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_UNSUPPORTED } from '../common/errors'
 import { resolveHost } from '../common/listener'
+import { PROTOCOL } from '../common/messages'
 import { loadNative } from '../common/native'
 import { systemClock } from './clock'
 import type { Settings } from './context'
@@ -11,7 +12,9 @@ import { availableCpus } from './cpus'
 import type { SupervisorHandle } from './handle'
 import { resolveStartOptions, type StartOptions, type StartSettings } from './options'
 import { clusterSockets, reuseportSockets, type SlotSockets } from './sockets'
+import { adoptingSpawner } from './adopt'
 import { spawnWorker } from './spawn'
+import { takeCarriedState } from './upgrade-state'
 import { Supervisor } from './supervisor'
 
 export type { StartOptions } from './options'
@@ -35,6 +38,7 @@ export function workerSettings (s: StartSettings, fallbackReason: string | null)
   return {
     ...s,
     config: {
+      protocol: PROTOCOL,
       app: s.app,
       logLevel: s.logLevel,
       prettyLogs: s.prettyLogs,
@@ -63,21 +67,36 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
   // cluster round-robin serves instead: same flags, signals, drain, respawn.
   const { binding, reason } = loadNative()
   if (s.balancer === 'reuseport' && binding === null) throw new FST_REUSEPORT_UNSUPPORTED(reason)
-  const balancer = s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
+  // The new half of an in-place upgrade (lib/supervisor/upgrade.ts): sockets and workers carried over.
+  const carried = binding === null ? null : takeCarriedState(binding)
+  const balancer = carried !== null ? 'reuseport' : s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
   const settings = workerSettings({ ...s, balancer }, s.balancer === undefined ? reason : null)
+  const slots = carried?.slots.length ?? workers
   const sockets: SlotSockets = binding === null || balancer === 'cluster'
     ? clusterSockets(s.port)
-    : reuseportSockets(binding, { addresses: await resolveHost(s.host), port: s.port, backlog: s.backlog, ipv6Only: s.ipv6Only, balance: s.balance, slots: workers }, log)
-  const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner: spawnWorker })
+    : reuseportSockets(binding, {
+      addresses: await resolveHost(s.host),
+      port: carried?.port ?? s.port,
+      backlog: s.backlog,
+      ipv6Only: s.ipv6Only,
+      balance: s.balance,
+      slots,
+      ...(carried !== null ? { inherited: carried.slots.map(c => c.listeners) } : {})
+    }, log)
+  const spawner = binding !== null && carried !== null ? adoptingSpawner(binding, carried, spawnWorker) : spawnWorker
+  const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner })
   try {
-    await supervisor.open(workers)
-    if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
+    if (carried !== null) await supervisor.restore(carried)
+    else await supervisor.open(workers)
+    if (carried?.metricsFd != null) await supervisor.serveMetrics(s.metricsPort ?? 0, s.host, carried.metricsFd)
+    else if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
   } catch (err) {
     // The caller reports the error: a failed start says nothing else.
     await supervisor.shutdown(0, true)
     throw err
   }
   logStarted(supervisor, settings, sockets, log)
+  if (carried !== null) supervisor.rollAdopted(carried)
   return supervisor
 }
 

@@ -6,10 +6,12 @@
 //   recovery.ts    the crash path: a serving worker exits or hangs
 //   monitor.ts     each tick: sample, decide (pure), execute
 //   operations.ts  reload, scale and graceful replacements, one at a time
+//   upgrade.ts     SIGUSR2: this program replaced in place (adopt.ts: the new half)
 import { EventEmitter } from 'node:events'
 import type http from 'node:http'
 import type { Logger } from 'pino'
 import { FST_REUSEPORT_CRASH_LOOP } from '../common/errors'
+import { adoptedOutputEnded, restoreCounters } from './adopt'
 import { sleep, type Clock, type Timer } from './clock'
 import type { Context, Settings } from './context'
 import type { SlotInfo, SupervisorHandle } from './handle'
@@ -23,6 +25,8 @@ import { slotInfo, slotSnapshot, type Slot, type SlotSnapshot } from './slot'
 import type { SlotSockets } from './sockets'
 import type { Spawner } from './spawn'
 import { SlotTable } from './table'
+import { Upgrader } from './upgrade'
+import type { CarriedState } from './upgrade-state'
 
 export interface SupervisorDeps {
   settings: Settings
@@ -49,6 +53,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
   private readonly lifecycle: Lifecycle
   private readonly operations: Operations
   private readonly monitor: Monitor
+  private readonly upgrader: Upgrader
   private reaper: Timer | null = null
   private metrics: http.Server | null = null
   private closed: Promise<void> | null = null
@@ -68,6 +73,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
       crashLoop: () => this.crashLoop(),
       pending: () => this.operations.pending
     })
+    this.upgrader = new Upgrader(this.ctx, this.operations, () => this.metrics)
     // Nobody must outlive us, even on process.exit() from a second signal.
     process.once('exit', this.killAll)
   }
@@ -95,8 +101,20 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     this.reaper?.unref?.()
   }
 
-  async serveMetrics (port: number, host: string): Promise<void> {
-    this.metrics = await serveMetrics(port, host, () => this.slots(), { onError: err => this.ctx.log.warn({ err }, 'metrics: accept failed') })
+  /** After an in-place upgrade: the carried slots and their adopted workers (lib/supervisor/adopt.ts). */
+  async restore (state: CarriedState): Promise<void> {
+    await this.open(state.slots.length)
+    restoreCounters(this.table.slots, state, this.ctx.clock.now())
+  }
+
+  /** The adopted workers onto the new code, one slot at a time, as SIGHUP does. */
+  rollAdopted (state: CarriedState): void { this.upgrader.roll(state) }
+
+  upgrade (): Promise<void> { return this.upgrader.upgrade() }
+
+  /** fd: the metrics listener carried over an in-place upgrade. */
+  async serveMetrics (port: number, host: string, fd?: number): Promise<void> {
+    this.metrics = await serveMetrics(port, host, () => this.slots(), { onError: err => this.ctx.log.warn({ err }, 'metrics: accept failed'), ...(fd !== undefined ? { fd } : {}) })
     const address = this.metrics.address()
     this.metricsPort = typeof address === 'object' && address !== null ? address.port : port
   }
@@ -177,6 +195,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
   private async doShutdown (drainDelay: number, quiet: boolean): Promise<void> {
     const { table, clock, log, sockets } = this.ctx
     table.closing = true
+    this.upgrader.abort()
     this.monitor.stop()
     clock.clearTimeout(this.reaper)
     for (const s of table.slots) clock.clearTimeout(s.respawnTimer)
@@ -202,7 +221,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
       await closed
     }
     // The workers' last lines, still on their way through the forwarders.
-    await this.lifecycle.flushed()
+    await Promise.all([this.lifecycle.flushed(), adoptedOutputEnded()])
     process.off('exit', this.killAll)
     if (!quiet) log.info('shutdown: done')
     this.emit('close')
