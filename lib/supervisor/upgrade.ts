@@ -50,6 +50,8 @@ export class Upgrader {
   /** An upgrade is under way here: checking, or, after the execve, rolling the adopted workers. */
   private busy = false
   private preflightChild: ChildProcess | null = null
+  /** Upgrades this process has been through (carried in the state, not the environment). */
+  private generation = 0
 
   constructor (
     private readonly ctx: Context,
@@ -85,6 +87,7 @@ export class Upgrader {
   roll (state: CarriedState): void {
     const { log, table } = this.ctx
     this.busy = true
+    this.generation = state.generation
     log.info({ generation: state.generation, from: state.from, version: packageVersion() },
       `upgrade: fastify-reuseport ${packageVersion()} (was ${state.from}) now runs in pid ${process.pid} on Node ${process.version}; ${table.slots.length} workers adopted, rolling them onto the new code`)
     this.operations.reload().then(() => {
@@ -166,7 +169,7 @@ export class Upgrader {
     const now = clock.now()
     return {
       version: STATE_VERSION,
-      generation: Number(process.env.FASTIFY_REUSEPORT_GENERATION ?? 0) + 1,
+      generation: this.generation + 1,
       from: packageVersion(),
       settings: { ...settings },
       port: sockets.port,
@@ -199,7 +202,7 @@ export class Upgrader {
       this.undo(binding, cleared, memfd)
       throw new FST_REUSEPORT_UPGRADE_FAILED(`could not hand the sockets over: ${(err as Error).message}`)
     }
-    const env = Object.entries({ ...process.env, [STATE_ENV]: String(memfd), FASTIFY_REUSEPORT_GENERATION: String(state.generation) })
+    const env = Object.entries({ ...process.env, [STATE_ENV]: String(memfd) })
       .filter((e): e is [string, string] => e[1] !== undefined).map(([k, v]) => `${k}=${v}`)
     const argv = [process.execPath, ...process.execArgv, script, ...process.argv.slice(2)]
     try {
