@@ -39,11 +39,13 @@ async function stdioFlushed (): Promise<void> {
   }
 }
 
-/** The last line of a failed child's output, as the reason. */
-function lastLine (text: string, fallback: string): string {
+/** The line of a failed child's output that says why (with the file, for a load error Node printed), as the reason. */
+export function reasonOf (text: string, fallback: string): string {
   const lines = text.split('\n').map(l => l.trim()).filter(Boolean)
   const line = lines.find(l => /^(fastify-reuseport: |\w*Error\b)/.test(l)) ?? lines[lines.length - 1]
-  return (line ?? fallback).replace(/^fastify-reuseport: /, '').slice(0, 300)
+  // Node prints a load error as "<file>:<line>", the source line, a caret, then the error.
+  const where = /^\/\S+:\d+$/.test(lines[0] ?? '') && line !== lines[0] ? `${lines[0] as string}: ` : ''
+  return (where + (line ?? fallback).replace(/^fastify-reuseport: /, '')).slice(0, 400)
 }
 
 export class Upgrader {
@@ -139,7 +141,7 @@ export class Upgrader {
             if (r.ok === true) return resolve({ version: String(r.version), node: String(r.node) })
           } catch { /* an old CLI without --preflight: said below */ }
         }
-        const why = signal === 'SIGKILL' && this.ctx.table.closing ? 'the supervisor is shutting down' : `the new code failed its preflight (${signal !== null ? `signal ${signal}` : `exit ${String(code)}`}): ${lastLine(out, 'no output')}`
+        const why = signal === 'SIGKILL' && this.ctx.table.closing ? 'the supervisor is shutting down' : `the new code failed its preflight (${signal !== null ? `signal ${signal}` : `exit ${String(code)}`}): ${reasonOf(out, 'no output')}`
         reject(new FST_REUSEPORT_UPGRADE_FAILED(why))
       })
     })

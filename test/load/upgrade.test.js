@@ -114,7 +114,7 @@ t.test('a failed upgrade (a syntax error in the new code) keeps the old supervis
   const failed = await waitFor(() => linesMatching(sup, /^upgrade: Upgrade failed/), { what: 'the failure line' })
   const [keepAlive, fresh] = await loads
   t.equal(failed.length, 1, 'one line')
-  t.match(failed[0].msg, /the running supervisor keeps serving: the new code failed its preflight \(exit 1\): .*sockets\.js does not load: SyntaxError/, failed[0].msg)
+  t.match(failed[0].msg, /the running supervisor keeps serving: the new code failed its preflight \(exit 1\): \/\S+\/dist\/lib\/supervisor\/sockets\.js:\d+: SyntaxError: /, failed[0].msg)
   t.equal(failed[0].err?.code, 'FST_REUSEPORT_UPGRADE_FAILED')
   t.same([keepAlive.failed, fresh.failed], [0, 0], `0 failed (${keepAlive.requests} + ${fresh.requests} requests)`)
   t.same(sup.workerPids().sort(), [...workers].sort(), 'the same workers')

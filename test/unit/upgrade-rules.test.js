@@ -42,7 +42,7 @@ t.test('a failed preflight (a syntax error in the new code) changes nothing; one
   fs.writeFileSync(path.join(dir, 'cli.js'), 'this is not javascript(\n')
   const f = await opened(t, path.join(dir, 'cli.js'))
   const before = f.supervisor.snapshot()
-  await t.rejects(f.supervisor.upgrade(), { code: 'FST_REUSEPORT_UPGRADE_FAILED', message: /the new code failed its preflight \(exit 1\): SyntaxError: Unexpected identifier/ })
+  await t.rejects(f.supervisor.upgrade(), { code: 'FST_REUSEPORT_UPGRADE_FAILED', message: /the new code failed its preflight \(exit 1\): \S+cli\.js:1: SyntaxError: Unexpected identifier/ })
   t.same(upgradeLines(f).length, 2, 'the check, then one line saying why')
   t.same(f.supervisor.snapshot(), before, 'nothing changed')
   t.ok(f.real.every(cloexec), 'the slot fds are still close-on-exec')
