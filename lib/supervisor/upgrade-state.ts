@@ -59,8 +59,10 @@ export interface CarriedState {
   slots: CarriedSlot[]
 }
 
-/** The package version of the code this file belongs to (dist/lib/supervisor -> package.json). */
-export function packageVersion (): string {
+/** The package version of the code this file belongs to (dist/lib/supervisor -> package.json), as it was when this program loaded: npm update may have changed the file since. */
+export const packageVersion = ((version: string) => () => version)(readVersion())
+
+function readVersion (): string {
   try {
     const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version?: unknown }
     return typeof pkg.version === 'string' ? pkg.version : 'unknown'
