@@ -22,6 +22,7 @@ const LAST_WORDS_MS = 1000
 export const adoptedFds = new WeakMap<WorkerProcess, { control: number, stdout: number, stderr: number, protocol: number }>()
 
 let output: { stdout: LineForwarder, stderr: LineForwarder } | null = null
+const pipes = new WeakMap<WorkerProcess, { stdout: net.Socket | null, stderr: net.Socket | null }>()
 
 function signalName (n: number): NodeJS.Signals {
   const entry = Object.entries(os.constants.signals).find(([, v]) => v === n)
@@ -37,13 +38,17 @@ export function adoptWorker (binding: NativeBinding, w: CarriedWorker): WorkerPr
   channel?.unref()
   // Whole lines only, through the same forwarders' rules (lib/supervisor/logs.ts).
   output ??= { stdout: createLineForwarder(process.stdout), stderr: createLineForwarder(process.stderr) }
-  for (const [fd, forwarder] of [[w.stdout, output.stdout], [w.stderr, output.stderr]] as const) {
-    if (fd < 0) continue
+  const open = (fd: number, forwarder: LineForwarder, held: string | undefined): net.Socket | null => {
+    if (fd < 0) return null
     try {
       const pipe = new net.Socket({ fd, readable: true, writable: false })
-      forwarder.add(pipe)
-    } catch { /* gone */ }
+      forwarder.add(pipe, Buffer.from(held ?? '', 'base64'))
+      return pipe
+    } catch {
+      return null
+    }
   }
+  const logPipes = { stdout: open(w.stdout, output.stdout, w.stdoutHeld), stderr: open(w.stderr, output.stderr, w.stderrHeld) }
   const exited = new Promise<Exit>(resolve => {
     let timer: NodeJS.Timeout | null = null
     const poll = (): void => {
@@ -75,6 +80,7 @@ export function adoptWorker (binding: NativeBinding, w: CarriedWorker): WorkerPr
     }
   }
   adoptedFds.set(proc, { control: w.control, stdout: w.stdout, stderr: w.stderr, protocol: w.protocol })
+  pipes.set(proc, logPipes)
   return proc
 }
 
@@ -117,6 +123,14 @@ export function restoreCounters (slots: Slot[], state: CarriedState, now: number
     w.requests = carried.worker.requests
     w.requestLimit = carried.worker.requestLimit
   }
+}
+
+/** An adopted worker's partial lines not yet forwarded; null for a worker this program spawned. */
+export function adoptedHeld (proc: WorkerProcess): { stdout: Buffer, stderr: Buffer } | null {
+  const p = pipes.get(proc)
+  if (p === undefined || output === null) return null
+  const none = Buffer.alloc(0)
+  return { stdout: p.stdout ? output.stdout.held(p.stdout) : none, stderr: p.stderr ? output.stderr.held(p.stderr) : none }
 }
 
 /** Resolves once the adopted workers' last lines are out. */

@@ -159,6 +159,13 @@ export class Lifecycle {
     void worker.proc.exited.then(() => clock.clearTimeout(kill))
   }
 
+  /** A worker's partial last lines on its way through the forwarders (an in-place upgrade carries them). */
+  held (worker: Worker): { stdout: Buffer, stderr: Buffer } {
+    const { stdout, stderr } = worker.proc.child ?? {}
+    const none = Buffer.alloc(0)
+    return { stdout: stdout && this.output ? this.output.stdout.held(stdout) : none, stderr: stderr && this.output ? this.output.stderr.held(stderr) : none }
+  }
+
   /** Resolves once the workers' last lines, still on their way through the forwarders, are out. */
   async flushed (): Promise<void> {
     if (this.output !== null) await Promise.all([this.output.stdout.ended(), this.output.stderr.ended()])

@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events'
 import type http from 'node:http'
 import type { Logger } from 'pino'
 import { FST_REUSEPORT_CRASH_LOOP } from '../common/errors'
-import { adoptedOutputEnded, restoreCounters } from './adopt'
+import { adoptedHeld, adoptedOutputEnded, restoreCounters } from './adopt'
 import { sleep, type Clock, type Timer } from './clock'
 import type { Context, Settings } from './context'
 import type { SlotInfo, SupervisorHandle } from './handle'
@@ -73,7 +73,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
       crashLoop: () => this.crashLoop(),
       pending: () => this.operations.pending
     })
-    this.upgrader = new Upgrader(this.ctx, this.operations, () => this.metrics)
+    this.upgrader = new Upgrader(this.ctx, this.operations, () => this.metrics, w => adoptedHeld(w.proc) ?? this.lifecycle.held(w))
     // Nobody must outlive us, even on process.exit() from a second signal.
     process.once('exit', this.killAll)
   }

@@ -28,6 +28,9 @@ export interface CarriedWorker {
   control: number
   stdout: number
   stderr: number
+  /** The partial lines the old program had read from its pipes, base64: forwarded whole by the new one. */
+  stdoutHeld?: string
+  stderrHeld?: string
   accepted: number
   open: number
   rss: number

@@ -58,7 +58,9 @@ export class Upgrader {
   constructor (
     private readonly ctx: Context,
     private readonly operations: Operations,
-    private readonly metrics: () => http.Server | null
+    private readonly metrics: () => http.Server | null,
+    /** A worker's partial log lines read and not yet forwarded. */
+    private readonly held: (worker: Worker) => { stdout: Buffer, stderr: Buffer }
   ) {}
 
   /** The CLI script this process was started with: `npm update` replaces it, SIGUSR2 runs it. */
@@ -185,7 +187,7 @@ export class Upgrader {
         acceptedBefore: s.acceptedBefore,
         handedOffBefore: s.handedOffBefore + (s.handoff?.count ?? 0),
         lastExit: s.lastExit,
-        worker: carriedWorker(s.worker as Worker, now)
+        worker: carriedWorker(s.worker as Worker, now, this.held(s.worker as Worker))
       }))
     }
   }
@@ -228,7 +230,7 @@ export class Upgrader {
   }
 }
 
-function carriedWorker (w: Worker, now: number): CarriedWorker {
+function carriedWorker (w: Worker, now: number, held: { stdout: Buffer, stderr: Buffer }): CarriedWorker {
   const child = w.proc.child
   const adopted = adoptedFds.get(w.proc)
   return {
@@ -239,6 +241,8 @@ function carriedWorker (w: Worker, now: number): CarriedWorker {
     control: adopted?.control ?? fdOf(child?.stdio[4]),
     stdout: adopted?.stdout ?? fdOf(child?.stdout),
     stderr: adopted?.stderr ?? fdOf(child?.stderr),
+    stdoutHeld: held.stdout.toString('base64'),
+    stderrHeld: held.stderr.toString('base64'),
     accepted: w.accepted,
     open: w.open,
     rss: w.rss,
