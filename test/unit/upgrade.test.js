@@ -143,3 +143,25 @@ t.test('handle.upgrade() is refused under the cluster balancer with one error, n
   t.equal(lines.filter(l => /^upgrade: /.test(l.msg)).length, 1, 'one line')
   t.equal(handle.slots()[0].state, 'ready')
 })
+
+t.test('a partial line read by the old program is forwarded whole by the new one', async t => {
+  const { PassThrough } = require('node:stream')
+  const { createLineForwarder } = require('../../dist/lib/supervisor/logs')
+  const out = []
+  const dest = new PassThrough()
+  dest.on('data', d => out.push(String(d)))
+  const before = createLineForwarder(dest)
+  const pipe = new PassThrough()
+  before.add(pipe)
+  pipe.write('{"a":1}\n{"b":')
+  await new Promise(resolve => setImmediate(resolve))
+  const held = before.held(pipe)
+  t.equal(String(held), '{"b":', 'held: the start of a line')
+  // The new program reads the same pipe on: what comes next completes the line.
+  const after = createLineForwarder(dest)
+  const same = new PassThrough()
+  after.add(same, held)
+  same.end('2}\n')
+  await after.ended()
+  t.same(out.join('').split('\n').filter(Boolean).map(l => JSON.parse(l)), [{ a: 1 }, { b: 2 }], 'every line whole')
+})
