@@ -90,6 +90,7 @@ t.test('an upgrade under keep-alive and new-connection load fails no request: sa
   // The adopted workers' own log lines kept coming, whole (each parses as JSON), after the exec.
   const at = sup.lines.indexOf(now[0])
   t.ok(sup.lines.slice(at).some(l => before.workers.includes(l.pid) && l.msg === 'request completed'), 'adopted workers\' log lines still flow')
+  t.same(sup.lines.filter(l => Object.keys(l).length === 1), [], `every one of ${sup.lines.length} lines whole (JSON)`)
   await waitFor(() => { const p = childrenOf(pid); return p.length === 2 && p.every(x => !before.workers.includes(x)) }, { timeout: 10000, what: 'the adopted workers to be replaced' })
   const serving = linesMatching(sup, /^reload: slot \d of 2: worker \d+ ready, draining \d+$/).slice(-2).map(l => l.workerPid)
   t.same(childrenOf(pid).sort(), serving.sort(), 'the workers it reports serving are its children, and nothing else is (no zombie)')
