@@ -113,7 +113,8 @@ t.test('a failed upgrade (a syntax error in the new code) keeps the old supervis
   ])
   await sleep(500)
   sup.child.kill('SIGUSR2')
-  const failed = await waitFor(() => linesMatching(sup, /^upgrade: Upgrade failed/), { what: 'the failure line' })
+  const failed = await waitFor(() => { const l = linesMatching(sup, /^upgrade: Upgrade failed/); return l.length > 0 && l }, { what: 'the failure line' })
+  await sleep(500)
   const [keepAlive, fresh] = await loads
   t.equal(failed.length, 1, 'one line')
   t.match(failed[0].msg, /the running supervisor keeps serving: the new code failed its preflight \(exit 1\): \/\S+\/dist\/lib\/supervisor\/sockets\.js:\d+: SyntaxError: /, failed[0].msg)
