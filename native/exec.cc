@@ -3,7 +3,9 @@
 // What the supervisor needs to replace its own program in place (SIGUSR2,
 // lib/supervisor/upgrade.ts), which Node 20 cannot do itself: it has no
 // process.execve (added in Node 23.11), no way to clear FD_CLOEXEC, to make
-// a memfd, or to wait for a child libuv did not spawn.
+// a memfd, or to wait for a child libuv did not spawn. (process.execve came
+// in 23.11 and 22.15, nodejs/node#56496, and aborted on a failed execve(2)
+// until nodejs/node#62878: a failed upgrade must leave us serving.)
 
 #include <fcntl.h>
 #include <sys/mman.h>
