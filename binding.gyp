@@ -4,6 +4,7 @@
       "target_name": "reuseport",
       "sources": [
         "native/addon.cc",
+        "native/exec.cc",
         "native/fd.cc",
         "native/listener.cc",
         "native/parent.cc",

@@ -2,10 +2,13 @@
 // The command line: `fastify-reuseport start [options] <app-file>`. Parses the
 // flags (lib/supervisor/flags.ts), starts the supervisor, and turns signals
 // into its operations.
+// First: after an in-place upgrade it catches signals until ours are installed.
+import { replay } from './supervisor/early-signals'
 import closeWithGrace from 'close-with-grace'
 import { buildAddon, version } from './supervisor/commands'
 import { helpText, parseCli } from './supervisor/flags'
 import { followParent } from './supervisor/parent'
+import { runPreflight } from './supervisor/preflight'
 import { makeLogger, start } from './supervisor/start'
 
 /** Resolves once stdout has written everything queued (it is non-blocking on a pipe). */
@@ -29,6 +32,8 @@ function fail (err: Error & { code?: string }): never {
 }
 
 async function main (): Promise<void> {
+  // The old supervisor checks this code before it runs it in place (lib/supervisor/upgrade.ts).
+  if (process.argv[2] === '--preflight') runPreflight(process.argv.slice(3))
   let config: ReturnType<typeof parseCli>
   try {
     config = parseCli(process.argv.slice(2))
@@ -75,6 +80,8 @@ async function main (): Promise<void> {
   })
   const ignore = (): void => {}
   process.on('SIGHUP', () => { handle.reload().catch(ignore) })
+  // In place, same pid (docs/upgrade.md); a failure is logged and changes nothing.
+  process.on('SIGUSR2', () => { handle.upgrade().catch(ignore) })
   // Signals may come faster than slots start: count them against a target.
   let target = handle.slots().length
   process.on('SIGTTIN', () => { handle.scale(++target).catch(ignore) })
@@ -84,7 +91,8 @@ async function main (): Promise<void> {
   })
   closeWithGrace({
     delay: drainDelay + (config.start.closeGraceDelay ?? 10000) + 5000,
-    skip: ['SIGHUP', 'beforeExit'],
+    // SIGUSR2 is close-with-grace's too by default: here it upgrades (docs/upgrade.md).
+    skip: ['SIGHUP', 'SIGUSR2', 'beforeExit'],
     logger: { error: (m: unknown) => process.stderr.write(`fastify-reuseport: ${String(m)}\n`) }
   }, async ({ err }) => {
     if (err) process.stderr.write(`fastify-reuseport: ${err.stack ?? err.message}\n`)
@@ -92,6 +100,7 @@ async function main (): Promise<void> {
     // close-with-grace exits next: lines still queued for a slow reader would be lost.
     await flushed()
   })
+  replay()
 }
 
 if (require.main === module) void main()

@@ -18,6 +18,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("notify", Napi::Function::New(env, reuseport::Notify, "notify"));
   exports.Set("socketInfo", Napi::Function::New(env, reuseport::SocketInfo, "socketInfo"));
   exports.Set("setParentDeathSignal", Napi::Function::New(env, reuseport::SetParentDeathSignal, "setParentDeathSignal"));
+  exports.Set("execve", Napi::Function::New(env, reuseport::Execve, "execve"));
+  exports.Set("clearCloexec", Napi::Function::New(env, reuseport::ClearCloexec, "clearCloexec"));
+  exports.Set("memfdState", Napi::Function::New(env, reuseport::MemfdState, "memfdState"));
+  exports.Set("waitpid", Napi::Function::New(env, reuseport::WaitPid, "waitpid"));
 #else
   // Only Linux balances new connections across SO_REUSEPORT listeners.
   exports.Set("supported", false);

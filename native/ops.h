@@ -15,6 +15,10 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info);
 Napi::Value Notify(const Napi::CallbackInfo& info);
 Napi::Value SocketInfo(const Napi::CallbackInfo& info);
 Napi::Value SetParentDeathSignal(const Napi::CallbackInfo& info);
+Napi::Value Execve(const Napi::CallbackInfo& info);
+Napi::Value ClearCloexec(const Napi::CallbackInfo& info);
+Napi::Value MemfdState(const Napi::CallbackInfo& info);
+Napi::Value WaitPid(const Napi::CallbackInfo& info);
 
 // Shared argument check: a non-negative integer file descriptor.
 int FdArg(const Napi::CallbackInfo& info, size_t index);

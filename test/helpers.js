@@ -126,9 +126,10 @@ function fastifyStart (args, { bin = process.execPath, env = {} } = {}) {
     out => out.includes('Server listening'))
 }
 
-async function startCli (args, { env = {}, ready = true, timeout = 20000, wrap = [] } = {}) {
+async function startCli (args, { env = {}, ready = true, timeout = 20000, wrap = [], cli = CLI, node = process.execPath } = {}) {
   // wrap: a command that execs the rest, such as ['ip', 'netns', 'exec', name].
-  const argv = [...wrap, process.execPath, CLI, 'start', ...args]
+  // cli: another copy of the package's CLI (the upgrade tests).
+  const argv = [...wrap, node, cli, 'start', ...args]
   const child = spawn(argv[0], argv.slice(1), {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe']

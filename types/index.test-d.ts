@@ -36,6 +36,7 @@ async function supervise (): Promise<void> {
   const pid: number | null = slots[0]?.pid ?? null
   const pids: number[] = handle.pids()
   await handle.reload()
+  await handle.upgrade()
   await handle.close({ drainDelay: 1000 })
   void pid
   void pids

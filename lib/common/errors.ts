@@ -35,6 +35,12 @@ export const FST_REUSEPORT_CRASH_LOOP = createError(
 export const FST_REUSEPORT_TLS_TICKET_KEYS = createError(
   'FST_REUSEPORT_TLS_TICKET_KEYS', 'TLS ticket key file %s: %s')
 
+export const FST_REUSEPORT_UPGRADE_FAILED = createError(
+  'FST_REUSEPORT_UPGRADE_FAILED', 'Upgrade failed, the running supervisor keeps serving: %s')
+
+export const FST_REUSEPORT_PROTOCOL = createError(
+  'FST_REUSEPORT_PROTOCOL', 'Control protocol mismatch: %s')
+
 /** Every error code of the catalogue, as fastify exports its own (fastify.errorCodes). */
 export const errorCodes = {
   FST_REUSEPORT_INVALID_OPTION,
@@ -47,7 +53,9 @@ export const errorCodes = {
   FST_REUSEPORT_INHERITED,
   FST_REUSEPORT_UNSUPPORTED,
   FST_REUSEPORT_CRASH_LOOP,
-  FST_REUSEPORT_TLS_TICKET_KEYS
+  FST_REUSEPORT_TLS_TICKET_KEYS,
+  FST_REUSEPORT_UPGRADE_FAILED,
+  FST_REUSEPORT_PROTOCOL
 }
 
 /** An error sent by a worker (ErrorInfo), as an Error again: the cause of FST_REUSEPORT_WORKER_FAILED and of crash lines. */

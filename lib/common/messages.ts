@@ -1,7 +1,31 @@
 // The protocol between the supervisor and its workers, spoken over the
 // private control channel (lib/common/channel.ts).
+
+/**
+ * The control protocol's version. Each side accepts its own and the one
+ * before, so that an upgrade (lib/supervisor/upgrade.ts) or a reload from a
+ * newer dist/ under an older supervisor works one version apart, and fails
+ * with FST_REUSEPORT_PROTOCOL further apart. 1: the unversioned protocol,
+ * before version numbers were exchanged. Bump it for any change an older
+ * peer would misread.
+ */
+export const PROTOCOL = 2
+
+/** Whether we can talk to a peer that speaks `theirs` (undefined: protocol 1, which sent none). */
+export function protocolAccepted (theirs: number | undefined, ours: number = PROTOCOL): boolean {
+  const t = theirs ?? 1
+  return t === ours || t === ours - 1
+}
+
+/** The text of FST_REUSEPORT_PROTOCOL. */
+export function protocolMismatch (who: string, theirs: number | undefined, ours: number = PROTOCOL): string {
+  return `${who} speaks control protocol ${theirs ?? 1}, this side speaks ${ours} and accepts ${ours - 1} to ${ours}; ` +
+    'run the supervisor and its workers from releases at most one protocol apart (upgrade in steps, or restart the whole service)'
+}
 /** What the supervisor tells a worker through its environment, which the worker removes before the app loads. */
 export interface WorkerConfig {
+  /** The supervisor's control protocol (absent: protocol 1). */
+  protocol?: number
   app: string
   slot: number
   /** The control channel's fd. */
@@ -43,7 +67,8 @@ export interface ErrorReport {
 }
 
 export type WorkerMessage =
-  | { type: 'ready', addresses: string[] }
+  /** protocol: the worker's own (absent: protocol 1). */
+  | { type: 'ready', addresses: string[], protocol?: number }
   | ({ type: 'error' } & ErrorReport)
   /**
    * Event-loop delay (max over the last interval), connections accepted so

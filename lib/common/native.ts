@@ -37,6 +37,14 @@ export interface NativeBinding {
   notify (path: string, message: string, fds: number[]): void
   /** What an inherited socket is: its address, and whether it is a listening stream socket with SO_REUSEPORT. */
   socketInfo (fd: number): SocketInfo
+  /** Clears FD_CLOEXEC: the fd survives execve (an in-place upgrade, lib/supervisor/upgrade.ts). */
+  clearCloexec (fd: number): void
+  /** Replaces this program, same pid (Node 20 has no process.execve); returns only by throwing. */
+  execve (path: string, argv: string[], envPairs: string[]): never
+  /** An anonymous file (memfd_create) holding buffer at offset 0, without close-on-exec. */
+  memfdState (buffer: Buffer): number
+  /** Reaps a child libuv did not spawn: null while it runs. */
+  waitpid (pid: number): { code: number, signal: null } | { code: null, signal: number } | null
 }
 
 export interface SocketInfo {

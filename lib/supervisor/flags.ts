@@ -150,6 +150,8 @@ Signals:
   SIGHUP            rolling restart: each slot gets a new worker (the app is
                     re-read from disk) before the old one drains; the
                     --tls-ticket-keys file is read again first
+  SIGUSR2           upgrade the supervisor in place (same pid, no socket
+                    closed; after npm update), then roll the workers
   SIGTERM, SIGINT   graceful shutdown: drain delay, drain every worker, exit 0;
                     a second signal exits at once with code 1
   SIGTTIN           add a worker slot

@@ -97,6 +97,14 @@ export interface SupervisorHandle extends EventEmitter {
   reload (): Promise<void>
   /** Adds or retires slots until there are n. Retiring steers a slot out, serves what is queued on it, then closes it. */
   scale (n: number): Promise<void>
+  /**
+   * Replaces the supervisor's own program in place (SIGUSR2): same pid, no
+   * socket closed, the workers adopted then rolled onto the new code. Rejects
+   * with FST_REUSEPORT_UPGRADE_FAILED, changing nothing, when the new code
+   * fails its preflight or execve fails; resolves never in the old program
+   * when it works (the process is the new program then). docs/upgrade.md.
+   */
+  upgrade (): Promise<void>
   /** Drains every worker, closes the slots. */
   close (options?: { drainDelay?: number }): Promise<void>
 }

@@ -1,8 +1,8 @@
 // One worker's life: spawned on its slot's fds, ready (it now serves the
 // slot), draining (replaced, retired, shut down), exited. Its exit goes to
 // the recovery (lib/supervisor/recovery.ts) whatever the reason.
-import { FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_WORKER_FAILED, reviveError } from '../common/errors'
-import { isFatalMessage, isWorkerMessage, type SupervisorMessage } from '../common/messages'
+import { FST_REUSEPORT_PROTOCOL, FST_REUSEPORT_READY_TIMEOUT, FST_REUSEPORT_WORKER_FAILED, reviveError } from '../common/errors'
+import { isFatalMessage, isWorkerMessage, protocolAccepted, protocolMismatch, type SupervisorMessage } from '../common/messages'
 import type { Context } from './context'
 import { createLineForwarder, type LineForwarder } from './logs'
 import { silentMs } from '../common/cadence'
@@ -136,7 +136,9 @@ export class Lifecycle {
         if (!isWorkerMessage(m)) return
         if (m.type === 'ready') {
           worker.addresses = m.addresses
-          finish(null)
+          worker.protocol = m.protocol ?? 1
+          // A worker from a dist/ too far apart: one clear line, not a fleet that misreads itself.
+          finish(protocolAccepted(m.protocol) ? null : new FST_REUSEPORT_PROTOCOL(protocolMismatch(`worker ${worker.pid} for slot ${n}`, m.protocol)))
         } else if (m.type === 'error') {
           // The 'fatal' message before it carried the error itself: Node's text, with the location of a syntax error.
           finish(new FST_REUSEPORT_WORKER_FAILED(n, `${m.message} (${m.code})`, ...(worker.error ? [{ cause: worker.error }] : [])))
@@ -174,6 +176,13 @@ export class Lifecycle {
     // The worker gives up on its own at graceMs; this is for one that cannot.
     const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), settings.closeGraceDelay + 1000)
     void worker.proc.exited.then(() => clock.clearTimeout(kill))
+  }
+
+  /** A worker's partial last lines on its way through the forwarders (an in-place upgrade carries them). */
+  held (worker: Worker): { stdout: Buffer, stderr: Buffer } {
+    const { stdout, stderr } = worker.proc.child ?? {}
+    const none = Buffer.alloc(0)
+    return { stdout: stdout && this.output ? this.output.stdout.held(stdout) : none, stderr: stderr && this.output ? this.output.stderr.held(stderr) : none }
   }
 
   /** Resolves once the workers' last lines, still on their way through the forwarders, are out. */

@@ -22,9 +22,12 @@ export interface LineForwarder {
   /**
    * Forwards source's whole lines to dest until source ends, then its last
    * partial line, with a newline added. Source must be a byte stream (no
-   * setEncoding).
+   * setEncoding). initial: the start of a line another program had read
+   * from the same pipe (an in-place upgrade).
    */
-  add (source: Readable): void
+  add (source: Readable, initial?: Buffer): void
+  /** The partial line read from source and not yet forwarded (an in-place upgrade carries it). */
+  held (source: Readable): Buffer
   /** Sources added and not yet ended. */
   readonly sources: number
   /** Lines cut at maxLineLength so far. */
@@ -44,6 +47,7 @@ export function createLineForwarder (dest: Writable, { maxLineLength = 1024 * 10
   let broken = false
   let cut = 0
   let waiters: Array<() => void> = []
+  const heldBy = new Map<Readable, () => Buffer>()
 
   // Backpressure: while dest cannot take more, no source is read, so each
   // worker's pipe fills and the worker blocks on its own write instead of
@@ -74,11 +78,12 @@ export function createLineForwarder (dest: Writable, { maxLineLength = 1024 * 10
     for (const fn of ready) fn()
   }
 
-  function add (source: Readable): void {
+  function add (source: Readable, initial?: Buffer): void {
     // The start of the line in progress: the tails of earlier chunks.
-    let held: Buffer[] = []
-    let heldLength = 0
+    let held: Buffer[] = initial !== undefined && initial.length > 0 ? [initial] : []
+    let heldLength = initial?.length ?? 0
     open.add(source)
+    heldBy.set(source, () => Buffer.concat(held))
     // Cuts the line in progress into lines of maxLineLength while it is that long.
     const cutHeld = (): void => {
       let rest = Buffer.concat(held)
@@ -114,6 +119,7 @@ export function createLineForwarder (dest: Writable, { maxLineLength = 1024 * 10
       source.off('end', onEnd)
       source.off('close', onEnd)
       source.off('error', onEnd)
+      heldBy.delete(source)
       if (!open.delete(source)) return
       if (heldLength > 0) {
         held.push(NEWLINE)
@@ -133,6 +139,7 @@ export function createLineForwarder (dest: Writable, { maxLineLength = 1024 * 10
 
   return {
     add,
+    held: source => heldBy.get(source)?.() ?? Buffer.alloc(0),
     get sources () { return open.size },
     get cut () { return cut },
     ended () {

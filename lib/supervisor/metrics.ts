@@ -56,6 +56,8 @@ export interface MetricsServerOptions {
   requestTimeout?: number
   /** Accept errors (EMFILE, ENFILE under fd pressure) go here; the server keeps listening. */
   onError?: (err: Error) => void
+  /** Serve this listening fd (carried over an in-place upgrade) instead of binding port and host. */
+  fd?: number
 }
 
 const PATH = /^\/metrics(\?|$)/
@@ -69,7 +71,7 @@ const PATH = /^\/metrics(\?|$)/
  * supervisor fds until it could not spawn a worker (issue 13).
  */
 export function serveMetrics (port: number, host: string, slots: () => SlotInfo[], options: MetricsServerOptions = {}): Promise<http.Server> {
-  const { maxConnections = 16, headersTimeout = 5000, requestTimeout = 10000, onError = () => {} } = options
+  const { maxConnections = 16, headersTimeout = 5000, requestTimeout = 10000, onError = () => {}, fd } = options
   const server = http.createServer({
     headersTimeout,
     requestTimeout,
@@ -95,13 +97,15 @@ export function serveMetrics (port: number, host: string, slots: () => SlotInfo[
   server.maxConnections = maxConnections
   return new Promise((resolve, reject) => {
     server.once('error', reject)
-    server.listen(port, host, () => {
+    const listening = (): void => {
       server.off('error', reject)
       // An accept that fails (EMFILE) is emitted as 'error' on the server:
       // unhandled, it would take the supervisor and every slot down with it.
       // libuv has already closed the connection that could not be accepted.
       server.on('error', onError)
       resolve(server)
-    })
+    }
+    if (fd !== undefined) server.listen({ fd }, listening)
+    else server.listen(port, host, listening)
   })
 }

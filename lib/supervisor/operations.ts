@@ -27,6 +27,11 @@ export class Operations {
     return run
   }
 
+  /** Runs op alone: after what is queued, before what comes next (an in-place upgrade). */
+  exclusive<T> (op: () => Promise<T>): Promise<T> {
+    return this.enqueue(op)
+  }
+
   /** Rolling restart: each slot gets a new worker, ready before the old one drains. */
   reload (): Promise<void> {
     return this.enqueue(async () => {

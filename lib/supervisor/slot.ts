@@ -17,6 +17,8 @@ export interface Worker {
   readyAt: number | null
   /** What it said it serves, when ready. */
   addresses: string[]
+  /** The control protocol it announced when ready (lib/common/messages.ts). */
+  protocol?: number
   /** Its last health report: when, and what it said. */
   healthAt: number
   delayMs: number

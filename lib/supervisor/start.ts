@@ -4,6 +4,7 @@ import fs from 'node:fs'
 import pino, { type Logger } from 'pino'
 import { FST_REUSEPORT_APP_NOT_FOUND, FST_REUSEPORT_UNSUPPORTED } from '../common/errors'
 import { closeListeners, resolveHost } from '../common/listener'
+import { PROTOCOL } from '../common/messages'
 import { loadNative } from '../common/native'
 import { idleReportMs } from '../common/cadence'
 import { systemClock } from './clock'
@@ -12,8 +13,10 @@ import { availableCpus } from './cpus'
 import type { SupervisorHandle } from './handle'
 import { resolveStartOptions, type StartOptions, type StartSettings } from './options'
 import { clusterSockets, reuseportSockets, type SlotSockets } from './sockets'
+import { adoptingSpawner } from './adopt'
 import { spawnWorker } from './spawn'
 import { probePort } from './port-probe'
+import { takeCarriedState } from './upgrade-state'
 import { Supervisor } from './supervisor'
 import { adoptable, inheritedSlots, Notifier } from './systemd'
 
@@ -39,6 +42,7 @@ export function workerSettings (s: StartSettings, fallbackReason: string | null)
   return {
     ...s,
     config: {
+      protocol: PROTOCOL,
       app: s.app,
       logLevel: s.logLevel,
       prettyLogs: s.prettyLogs,
@@ -70,33 +74,41 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
   // cluster round-robin serves instead: same flags, signals, drain, respawn.
   const { binding, reason } = loadNative()
   if (s.balancer === 'reuseport' && binding === null) throw new FST_REUSEPORT_UNSUPPORTED(reason)
-  const balancer = s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
+  // The new half of an in-place upgrade (lib/supervisor/upgrade.ts): sockets and workers carried over.
+  const carried = binding === null ? null : takeCarriedState(binding)
+  const balancer = carried !== null ? 'reuseport' : s.balancer ?? (binding === null ? 'cluster' : 'reuseport')
   const settings = workerSettings({ ...s, balancer }, s.balancer === undefined ? reason : null)
   const notifier = new Notifier(binding, process.env.NOTIFY_SOCKET, log)
-  let slots = workers
+  let slots = carried?.slots.length ?? workers
   let sockets: SlotSockets
   if (binding === null || balancer === 'cluster') {
     sockets = clusterSockets(s.port)
   } else {
-    // Sockets systemd kept for us (its fd store, or socket activation) are served as they are: what is queued on them waits for us.
-    const inherited = inheritedSlots(binding, process.env, process.pid, s.backlog, log)
+    // Sockets carried across an in-place upgrade, or kept for us by systemd (its fd store, socket
+    // activation), are served as they are: what is queued on them waits for us.
+    const inherited = carried !== null
+      ? new Map(carried.slots.map((c, i) => [i, c.listeners]))
+      : inheritedSlots(binding, process.env, process.pid, s.backlog, log)
     const adopted = adoptable(inherited)
-    // One service per port, unless asked (lib/supervisor/port-probe.ts); sockets systemd kept for us are ours.
+    // One service per port, unless asked (lib/supervisor/port-probe.ts); sockets handed to us are ours.
     if (!s.join && adopted === 0) await probePort(await resolveHost(s.host), s.port, s.ipv6Only)
     for (const [index, listeners] of inherited) if (index >= adopted) closeListeners(binding, listeners)
-    slots = Math.max(workers, adopted)
+    slots = Math.max(slots, adopted)
     const first = inherited.get(0)
     const addresses = first?.map(({ address, family }) => ({ address, family })) ?? await resolveHost(s.host)
-    sockets = reuseportSockets(binding, { addresses, port: first?.[0]?.port ?? s.port, backlog: s.backlog, ipv6Only: s.ipv6Only, balance: s.balance, slots, inherited }, log)
-    if (adopted > 0) log.info({ slots: adopted }, `systemd: adopted the listeners of ${adopted} slots (LISTEN_FDS): connections queued on them are served now`)
+    sockets = reuseportSockets(binding, { addresses, port: carried?.port ?? first?.[0]?.port ?? s.port, backlog: s.backlog, ipv6Only: s.ipv6Only, balance: s.balance, slots, inherited }, log)
+    if (adopted > 0 && carried === null) log.info({ slots: adopted }, `systemd: adopted the listeners of ${adopted} slots (LISTEN_FDS): connections queued on them are served now`)
   }
-  const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner: spawnWorker, notifier })
+  const spawner = binding !== null && carried !== null ? adoptingSpawner(binding, carried, spawnWorker) : spawnWorker
+  const supervisor = new Supervisor({ settings, log, clock: systemClock, sockets, spawner, notifier })
   // A SIGTERM while the workers boot shuts down what has started (lib/cli.ts).
   options.signal?.addEventListener('abort', () => { void supervisor.close() }, { once: true })
   try {
     options.signal?.throwIfAborted()
-    await supervisor.open(slots)
-    if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
+    if (carried !== null) await supervisor.restore(carried)
+    else await supervisor.open(slots)
+    if (carried?.metricsFd != null) await supervisor.serveMetrics(s.metricsPort ?? 0, s.host, carried.metricsFd)
+    else if (s.metricsPort !== undefined) await supervisor.serveMetrics(s.metricsPort, s.host)
   } catch (err) {
     // The caller reports the error: a failed start says nothing else.
     await supervisor.shutdown(0, true)
@@ -105,6 +117,7 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
   logStarted(supervisor, settings, sockets, log)
   for (const slot of supervisor.snapshot().slots) notifier.store(slot.index, slot.fds)
   notifier.ready(`${slots} workers serving ${supervisor.addresses.join(', ')}`)
+  if (carried !== null) supervisor.rollAdopted(carried)
   return supervisor
 }
 

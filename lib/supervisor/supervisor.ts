@@ -6,10 +6,12 @@
 //   recovery.ts    the crash path: a serving worker exits or hangs
 //   monitor.ts     each tick: sample, decide (pure), execute
 //   operations.ts  reload, scale and graceful replacements, one at a time
+//   upgrade.ts     SIGUSR2: this program replaced in place (adopt.ts: the new half)
 import { EventEmitter } from 'node:events'
 import type http from 'node:http'
 import type { Logger } from 'pino'
 import { FST_REUSEPORT_CRASH_LOOP } from '../common/errors'
+import { adoptedHeld, adoptedOutputEnded, restoreCounters } from './adopt'
 import { sleep, type Clock, type Timer } from './clock'
 import type { Context, Settings } from './context'
 import type { SlotInfo, SupervisorHandle, SupervisorSnapshot } from './handle'
@@ -35,6 +37,8 @@ export interface ServiceManager {
 }
 
 const NO_SERVICE_MANAGER: ServiceManager = { ready: () => {}, reloading: () => {}, stopping: () => {}, store: () => {}, forget: () => {} }
+import { Upgrader } from './upgrade'
+import type { CarriedState } from './upgrade-state'
 
 export interface SupervisorDeps {
   settings: Settings
@@ -52,6 +56,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
   private readonly lifecycle: Lifecycle
   private readonly operations: Operations
   private readonly monitor: Monitor
+  private readonly upgrader: Upgrader
   private reaper: Timer | null = null
   private metrics: http.Server | null = null
   private closed: Promise<void> | null = null
@@ -75,6 +80,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
       crashLoop: () => this.crashLoop(),
       pending: () => this.operations.pending
     })
+    this.upgrader = new Upgrader(this.ctx, this.operations, () => this.metrics, w => adoptedHeld(w.proc) ?? this.lifecycle.held(w))
     // Nobody must outlive us, even on process.exit() from a second signal.
     process.once('exit', this.killAll)
   }
@@ -105,8 +111,29 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     this.reaper?.unref?.()
   }
 
-  async serveMetrics (port: number, host: string): Promise<void> {
-    this.metrics = await serveMetrics(port, host, () => this.slots(), { onError: err => this.ctx.log.warn({ err }, 'metrics: accept failed') })
+  /** After an in-place upgrade: the carried slots and their adopted workers (lib/supervisor/adopt.ts). */
+  async restore (state: CarriedState): Promise<void> {
+    // Before any worker starts: new ones get the keys the adopted ones hold.
+    this.ctx.tickets.adopt(state.tickets)
+    await this.open(state.slots.length)
+    restoreCounters(this.table.slots, state, this.ctx.clock.now())
+  }
+
+  /** The adopted workers onto the new code, one slot at a time, as SIGHUP does. */
+  rollAdopted (state: CarriedState): void { this.upgrader.roll(state) }
+
+  /** In place (lib/supervisor/upgrade.ts); systemd hears RELOADING=1, and READY=1 from the new program, or again from this one if it failed. */
+  upgrade (): Promise<void> {
+    this.notifier.reloading()
+    return this.upgrader.upgrade().catch((err: unknown) => {
+      if (!this.table.closing) this.notifier.ready(`${this.table.slots.length} workers serving, upgrade failed`)
+      throw err
+    })
+  }
+
+  /** fd: the metrics listener carried over an in-place upgrade. */
+  async serveMetrics (port: number, host: string, fd?: number): Promise<void> {
+    this.metrics = await serveMetrics(port, host, () => this.slots(), { onError: err => this.ctx.log.warn({ err }, 'metrics: accept failed'), ...(fd !== undefined ? { fd } : {}) })
     const address = this.metrics.address()
     this.metricsPort = typeof address === 'object' && address !== null ? address.port : port
   }
@@ -203,6 +230,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
     const { table, clock, log, sockets } = this.ctx
     table.closing = true
     if (!quiet) this.notifier.stopping()
+    this.upgrader.abort()
     this.monitor.stop()
     this.ctx.tickets.stop()
     clock.clearTimeout(this.reaper)
@@ -229,7 +257,7 @@ export class Supervisor extends EventEmitter implements SupervisorHandle {
       await closed
     }
     // The workers' last lines, still on their way through the forwarders.
-    await this.lifecycle.flushed()
+    await Promise.all([this.lifecycle.flushed(), adoptedOutputEnded()])
     process.off('exit', this.killAll)
     if (!quiet) log.info('shutdown: done')
     this.emit('close')

@@ -5,7 +5,7 @@
 // Never logged, never in the environment, argv, a file or /metrics.
 import type { Logger } from 'pino'
 import type { SupervisorMessage } from '../common/messages'
-import { encodeRing, firstRing, readKeyFile, rotate, type KeyRing } from '../common/ticket-keys'
+import { decodeRing, encodeRing, firstRing, readKeyFile, rotate, type KeyRing } from '../common/ticket-keys'
 
 export interface KeeperOptions {
   /** Rotate every this many ms; 0: never. Ignored with a key file (its owner rotates it). */
@@ -26,6 +26,17 @@ export class TicketKeeper {
   /** Throws FST_REUSEPORT_TLS_TICKET_KEYS for a key file that cannot be used: nothing starts. */
   constructor (private readonly options: KeeperOptions) {
     this.ring = options.file === undefined ? firstRing() : readKeyFile(options.file)
+  }
+
+  /** The keys, for the state an in-place upgrade carries (a memfd: never env, argv or a file). */
+  carry (): string[] {
+    return encodeRing(this.ring)
+  }
+
+  /** After an in-place upgrade: the keys the old program held, so that no session is lost. A key file wins. */
+  adopt (keys: unknown): void {
+    const ring = decodeRing(keys)
+    if (ring !== null && this.options.file === undefined) this.ring = ring
   }
 
   /** What a new worker is sent first. */

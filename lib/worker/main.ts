@@ -6,12 +6,13 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { plugin as reuseport } from '../plugin/plugin'
 import { describeLoadError, loadApp } from './app'
 import { openChannel, type Channel } from '../common/channel'
+import { FST_REUSEPORT_PROTOCOL } from '../common/errors'
 import { crashHandler, errorInfo } from './crash'
 import { trackSessions } from '../plugin/connections'
 import { drain, type OpenConnections } from '../plugin/drain'
 import { handDown } from '../plugin/listen'
 import { LISTENERS_ENV, inheritedListeners } from '../common/listener'
-import { HANDOFF, WORKER_ENV, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../common/messages'
+import { HANDOFF, PROTOCOL, WORKER_ENV, protocolAccepted, protocolMismatch, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../common/messages'
 import { loadNative } from '../common/native'
 import { reportHealth } from './health'
 import { watchSupervisor } from './orphan'
@@ -162,6 +163,8 @@ async function main (): Promise<void> {
   let crash: ((err: unknown) => void) | null = null
   process.on('uncaughtException', err => { if (crash !== null) crash(err); else void die(errorInfo(err)) })
   if (error !== null) return await die(errorInfo(error))
+  // A supervisor too far apart (an old one, SIGHUP, a much newer dist/): its reload fails with this line.
+  if (!protocolAccepted(config.protocol)) return await die(errorInfo(new FST_REUSEPORT_PROTOCOL(protocolMismatch('the supervisor', config.protocol))))
 
   const counter = { requests: 0 }
   let fastify: FastifyInstance
@@ -221,7 +224,7 @@ async function main (): Promise<void> {
     }
   })
   const addresses = fastify.addresses().map(a => typeof a === 'string' ? a : `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`)
-  await send({ type: 'ready', addresses })
+  await send({ type: 'ready', addresses, protocol: PROTOCOL })
 }
 
 void main()

@@ -60,15 +60,15 @@ function netns (t, { migrate = false } = {}) {
 }
 
 /** COUNT clients whose handshakes the server has not finished. */
-async function halfOpen (t, ns) {
+async function halfOpen (t, ns, count = COUNT) {
   ns.holdAcks()
   const client = spawn('ip', ['netns', 'exec', ns.name, process.execPath, path.join(FIXTURES, 'raw-client.js')], {
-    env: { ...process.env, PORT: String(PORT), COUNT: String(COUNT), TIMEOUT_MS: '40000' }, stdio: ['ignore', 'pipe', 'inherit']
+    env: { ...process.env, PORT: String(PORT), COUNT: String(count), TIMEOUT_MS: '40000' }, stdio: ['ignore', 'pipe', 'inherit']
   })
   const lines = []
   client.stdout.on('data', d => lines.push(...String(d).trim().split('\n').map(l => JSON.parse(l))))
-  await waitFor(() => ns.synRecv() === COUNT, { what: `${COUNT} handshakes in SYN_RECV` })
-  t.equal(ns.synRecv(), COUNT, `${COUNT} handshakes sit in SYN_RECV on the slots`)
+  await waitFor(() => ns.synRecv() === count, { what: `${count} handshakes in SYN_RECV` })
+  t.equal(ns.synRecv(), count, `${count} handshakes sit in SYN_RECV on the slots`)
   return {
     result: () => waitFor(() => lines.find(l => 'ok' in l), { timeout: 60000, what: 'the client to finish' })
   }
@@ -89,6 +89,21 @@ t.test('half-open handshakes', { skip }, async t => {
     ns.release()
     const r = await clients.result()
     t.same(r, { ok: COUNT, failed: 0, errors: {} }, `all ${COUNT} served`)
+    await sup.stop()
+  })
+
+  t.test('40 survive an in-place upgrade of the supervisor (SIGUSR2): same sockets, nothing reset', async t => {
+    const ns = netns(t)
+    const sup = await startCli(['-w', '2', '-a', '127.0.0.1', '-p', String(PORT), app], { wrap: ns.wrap })
+    const before = sup.workerPids()
+    const clients = await halfOpen(t, ns, 40)
+    sup.child.kill('SIGUSR2')
+    await waitFor(() => msgs(sup, /^upgrade: done/).length === 1, { timeout: 20000, what: 'the upgrade' })
+    await waitFor(() => before.every(pid => !alive(pid)), { what: 'the adopted workers to exit' })
+    t.pass('the supervisor program was replaced and every adopted worker has exited while the handshakes were held')
+    ns.release()
+    const r = await clients.result()
+    t.same(r, { ok: 40, failed: 0, errors: {} }, 'all 40 served')
     await sup.stop()
   })
 

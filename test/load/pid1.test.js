@@ -46,3 +46,21 @@ t.test('as PID 1: orphans are reaped, SIGTERM exits 0', { skip }, async t => {
   t.same(exit, { code: 0, signal: null }, 'SIGTERM to PID 1: graceful exit 0')
   for (const w of workers) t.notOk(alive(w), `worker ${w} is gone`)
 })
+
+t.test('as PID 1: SIGUSR2 upgrades in place, still PID 1, the adopted workers reaped, no zombie', { skip }, async t => {
+  const port = await freePort()
+  const sup = await startCli(['-w', '2', '-a', '127.0.0.1', '-p', String(port), path.join(FIXTURES, 'app.js')],
+    { wrap: ['unshare', '--pid', '--fork', '--mount-proc'] })
+  t.teardown(() => sup.stop('SIGKILL'))
+  const [pid1] = await waitFor(() => { const c = childrenOf(sup.child.pid); return c.length === 1 && c })
+  const workers = childrenOf(pid1)
+  process.kill(pid1, 'SIGUSR2')
+  await waitFor(() => sup.lines.some(l => /^upgrade: done/.test(l.msg)), { timeout: 20000, what: 'the upgrade' })
+  await waitFor(() => workers.every(w => !alive(w)), { what: 'the adopted workers to be reaped' })
+  t.equal(fs.readFileSync(`/proc/${pid1}/status`, 'utf8').match(/NSpid:\s+\d+\s+(\d+)/)?.[1], '1', 'the same process, still PID 1')
+  t.same(childrenOf(pid1).filter(p => stat(p)?.state === 'Z'), [], 'no zombie')
+  t.equal(childrenOf(pid1).length, 2, 'two workers, its children')
+  t.equal((await request(`http://127.0.0.1:${port}/`)).statusCode, 200)
+  process.kill(pid1, 'SIGTERM')
+  t.same(await sup.exited, { code: 0, signal: null })
+})
