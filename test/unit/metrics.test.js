@@ -160,8 +160,8 @@ t.test('at the fd limit (EMFILE on accept) the server stays up and serves once f
   t.same(await exited, { code: null, signal: 'SIGTERM' })
 })
 
-t.test('under node --expose-gc the heap is read after a full GC (lib/memory.ts)', async t => {
-  const script = `const { processMemory, renderProcessMemory } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'memory.js'))})
+t.test('under node --expose-gc the heap is read after a full GC (lib/supervisor/memory.ts)', async t => {
+  const script = `const { processMemory, renderProcessMemory } = require(${JSON.stringify(path.join(ROOT, 'dist', 'lib', 'supervisor', 'memory.js'))})
     globalThis.kept = Array.from({ length: 1e5 }, (_, i) => ({ i }))
     const before = processMemory().heapUsed
     globalThis.kept = null
