@@ -73,9 +73,10 @@ export type WorkerMessage =
   /**
    * Event-loop delay (max over the last interval), connections accepted so
    * far and open now, resident set size and requests served; the next
-   * report comes within nextMs (or at once on a connection).
+   * report comes within nextMs (or at once on a connection; absent from
+   * protocol 1 workers, which report every healthMs).
    */
-  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number, tlsResumed?: number, tlsFull?: number, nextMs: number }
+  | { type: 'health', delayMs: number, accepted: number, open: number, rss: number, requests: number, tlsResumed?: number, tlsFull?: number, nextMs?: number }
   /** Its TLS server holds the shared ticket keys (lib/tls-keys.ts), in this mode; sent before 'ready'. */
   | { type: 'tls', mode: 'rotating' | 'single' }
   /** An uncaught exception (sent after its 'fatal' message): no longer accepting, answering what it has, exiting within the crash grace. */
@@ -98,7 +99,7 @@ export function isWorkerMessage (value: unknown): value is WorkerMessage {
     m.type === 'crashing' ||
     (m.type === 'error' && typeof m.code === 'string' && typeof m.message === 'string') ||
     (m.type === 'health' && typeof m.delayMs === 'number' && typeof m.accepted === 'number' &&
-      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number' && typeof m.nextMs === 'number') ||
+      typeof m.open === 'number' && typeof m.rss === 'number' && typeof m.requests === 'number' && (m.nextMs === undefined || typeof m.nextMs === 'number')) ||
     (m.type === 'tls' && (m.mode === 'rotating' || m.mode === 'single'))
 }
 
@@ -123,4 +124,20 @@ export function isFatalMessage (value: unknown): value is FatalMessage {
   const e = m.error as Record<string, unknown> | null | undefined
   return m.type === 'fatal' && typeof m.phase === 'string' && typeof e === 'object' && e !== null &&
     typeof e.message === 'string' && typeof e.stack === 'string'
+}
+
+/**
+ * A config from a supervisor of the previous protocol (1) lacks what later
+ * releases added: its worker then behaves as that release's did. Without
+ * this, a missing supervisorPid read as an orphaned worker, which exited at
+ * once under an old supervisor's SIGHUP.
+ */
+export function withConfigDefaults (config: WorkerConfig): WorkerConfig {
+  const c = config as Partial<WorkerConfig> & WorkerConfig
+  return {
+    ...c,
+    supervisorPid: c.supervisorPid ?? process.ppid,
+    heartbeatMs: c.heartbeatMs ?? c.healthMs,
+    crashGraceMs: c.crashGraceMs ?? 0
+  }
 }

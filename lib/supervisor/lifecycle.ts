@@ -116,8 +116,9 @@ export class Lifecycle {
       worker.requests = m.requests
       worker.tlsResumed = m.tlsResumed ?? 0
       worker.tlsFull = m.tlsFull ?? 0
-      worker.reportMs = m.nextMs
-      if (m.nextMs <= config.healthMs) this.onBusy()
+      // A protocol 1 worker announces no cadence: it reports every healthMs.
+      worker.reportMs = m.nextMs ?? config.healthMs
+      if (worker.reportMs <= config.healthMs) this.onBusy()
     })
     void proc.exited.then(exit => {
       slot.workers.delete(worker)

@@ -12,7 +12,7 @@ import { trackSessions } from '../plugin/connections'
 import { drain, type OpenConnections } from '../plugin/drain'
 import { handDown } from '../plugin/listen'
 import { LISTENERS_ENV, inheritedListeners } from '../common/listener'
-import { HANDOFF, PROTOCOL, WORKER_ENV, protocolAccepted, protocolMismatch, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../common/messages'
+import { HANDOFF, PROTOCOL, WORKER_ENV, withConfigDefaults, protocolAccepted, protocolMismatch, type ErrorInfo, type FatalMessage, type SupervisorMessage, type WorkerConfig, type WorkerMessage } from '../common/messages'
 import { loadNative } from '../common/native'
 import { reportHealth } from './health'
 import { watchSupervisor } from './orphan'
@@ -118,7 +118,8 @@ async function boot (config: WorkerConfig, counter: { requests: number }, ticket
  * spawning child cleared the flag, and libuv closes nothing on spawn).
  */
 function takeHandDown (): { config: WorkerConfig | null, error: unknown } {
-  const config = JSON.parse(process.env[WORKER_ENV] ?? 'null') as WorkerConfig | null
+  const raw = JSON.parse(process.env[WORKER_ENV] ?? 'null') as WorkerConfig | null
+  const config = raw === null ? null : withConfigDefaults(raw)
   let listeners = null
   let error: unknown = null
   try { listeners = inheritedListeners() } catch (err) { error = err }

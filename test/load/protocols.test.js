@@ -218,7 +218,8 @@ t.test('a worker crash is logged by the supervisor with its error, serving or dr
   const { sup, origin } = await startApp(t, 'http', [], { DRAIN_CRASH: '1' })
   const [first] = sup.workerPids()
   await request(`${origin}/crash`).then(r => r.body.text())
-  const serving = await waitFor(() => msgs(sup, new RegExp(`^slot 1 of 1: worker ${first} exited with code 1: crash from a timer; respawning (in \\d+ ms|now)$`))[0], { what: 'the crash line' })
+  // A graceful crash (--crash-grace): logged once when the worker says so, with its error.
+  const serving = await waitFor(() => msgs(sup, new RegExp(`^slot 1 of 1: worker ${first} crashed, answering what it has for up to \\d+ ms: crash from a timer; respawning (in \\d+ ms|now)$`))[0], { what: 'the crash line' })
   t.match(serving.err, { message: 'crash from a timer', stack: /Error: crash from a timer\n\s+at Immediate\.<anonymous> \(.*protocols\.js:\d+:\d+\)/ }, 'with its stack')
   await waitFor(() => sup.workerPids().length === 1 && !sup.workerPids().includes(first), { what: 'the replacement' })
   await waitFor(() => msgs(sup, /: worker \d+ ready$/).length === 1, { what: 'the replacement to be ready' })
