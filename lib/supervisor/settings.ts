@@ -52,7 +52,7 @@ export type Balancer = typeof BALANCERS[number]
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 export const SETTINGS = [
-  { option: 'port', flag: 'port', short: 'p', arg: '<port>', value: 3000, kind: { type: 'port' }, env: ['FASTIFY_PORT', 'PORT'], shown: '3000', group: 'fastify', help: 'Port to listen on, 0..65535 (0: any free port)' },
+  { option: 'port', flag: 'port', short: 'p', arg: '<port>', value: 3000, kind: { type: 'port' }, env: ['FASTIFY_PORT', 'PORT'], shown: '3000', group: 'fastify', help: 'Port to listen on, 0..65535 (0 lets the kernel pick a free one)' },
   { option: 'host', flag: 'address', short: 'a', arg: '<host>', value: 'localhost', kind: { type: 'text' }, shown: 'localhost; 0.0.0.0 inside Docker or Kubernetes', group: 'fastify', help: 'Address to listen on; localhost binds every address it resolves to (127.0.0.1 and ::1)' },
   { option: 'logLevel', flag: 'log-level', short: 'l', arg: '<level>', value: 'info', kind: { type: 'choice', values: LOG_LEVELS }, shown: 'workers fatal, supervisor info', group: 'fastify', help: 'Log level of the workers and of the supervisor' },
   { option: 'options', flag: 'options', short: 'o', value: false, kind: { type: 'flag' }, shown: 'off', group: 'fastify', help: "Use the app's exported options for Fastify" },
