@@ -12,6 +12,9 @@ import fs from 'node:fs'
 import http from 'node:http'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import helpers from '../test/helpers.js'
+
+const { childrenOf } = helpers
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..')
 const WORK = path.join(ROOT, 'bench', '.work')
@@ -89,15 +92,6 @@ async function answers (port, timeoutMs = 30000) {
     await sleep(100)
   }
   throw new Error(`nothing answered on port ${port} in ${timeoutMs} ms`)
-}
-
-function childrenOf (pid) {
-  try {
-    return fs.readdirSync(`/proc/${pid}/task`).flatMap(tid =>
-      fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number))
-  } catch {
-    return []
-  }
 }
 
 /**

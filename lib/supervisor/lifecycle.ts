@@ -175,8 +175,7 @@ export class Lifecycle {
     const message: SupervisorMessage = { type: 'drain' }
     void worker.proc.channel?.send(message)
     // The worker gives up on its own at graceMs; this is for one that cannot.
-    const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), settings.closeGraceDelay + 1000)
-    void worker.proc.exited.then(() => clock.clearTimeout(kill))
+    killAfter(this.ctx, worker, settings.closeGraceDelay)
   }
 
   /** A worker's partial last lines on its way through the forwarders (an in-place upgrade carries them). */
@@ -190,4 +189,10 @@ export class Lifecycle {
   async flushed (): Promise<void> {
     if (this.output !== null) await Promise.all([this.output.stdout.ended(), this.output.stderr.ended()])
   }
+}
+
+/** A worker that has not exited by `graceMs` + 1 s (its own deadline, and a margin) is killed. */
+export function killAfter ({ clock }: Context, worker: Worker, graceMs: number): void {
+  const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), graceMs + 1000)
+  void worker.proc.exited.then(() => clock.clearTimeout(kill))
 }

@@ -4,7 +4,7 @@
 // replacement, which starts at once when the dead worker had served, or
 // after a backoff when its slot keeps failing.
 import type { Context } from './context'
-import { describeExit, type Lifecycle } from './lifecycle'
+import { describeExit, killAfter, type Lifecycle } from './lifecycle'
 import { failuresAfterExit, respawnDelay, SETTLED_MS, type ReplaceReason } from './policy'
 import type { Slot, Worker } from './slot'
 import type { Exit } from './spawn'
@@ -42,8 +42,7 @@ export class Recovery {
     if (worker.slot.worker !== worker || worker.state !== 'ready') return
     worker.crashedAt = clock.now()
     worker.state = 'draining'
-    const kill = clock.setTimeout(() => worker.proc.kill('SIGKILL'), settings.crashGrace + 1000)
-    void worker.proc.exited.then(() => clock.clearTimeout(kill))
+    killAfter(this.ctx, worker, settings.crashGrace)
     this.lost(worker, `crashed, answering what it has for up to ${settings.crashGrace} ms`, `uncaught ${worker.error?.name ?? 'exception'}`, { code: null, signal: null })
   }
 

@@ -91,11 +91,13 @@ export async function start (options: StartOptions & { logger?: Logger }): Promi
       : inheritedSlots(binding, process.env, process.pid, s.backlog, log)
     const adopted = adoptable(inherited)
     // One service per port, unless asked (lib/supervisor/port-probe.ts); sockets handed to us are ours.
-    if (!s.join && adopted === 0) await probePort(await resolveHost(s.host), s.port, s.ipv6Only)
+    // One DNS lookup serves the probe and the slots.
+    const resolved = adopted === 0 ? await resolveHost(s.host) : []
+    if (!s.join && adopted === 0) await probePort(resolved, s.port, s.ipv6Only)
     for (const [index, listeners] of inherited) if (index >= adopted) closeListeners(binding, listeners)
     slots = Math.max(slots, adopted)
     const first = inherited.get(0)
-    const addresses = first?.map(({ address, family }) => ({ address, family })) ?? await resolveHost(s.host)
+    const addresses = first?.map(({ address, family }) => ({ address, family })) ?? resolved
     sockets = reuseportSockets(binding, { addresses, port: carried?.port ?? first?.[0]?.port ?? s.port, backlog: s.backlog, ipv6Only: s.ipv6Only, balance: s.balance, slots, inherited }, log)
     if (adopted > 0 && carried === null) log.info({ slots: adopted }, `systemd: adopted the listeners of ${adopted} slots (LISTEN_FDS): connections queued on them are served now`)
   }
