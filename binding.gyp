@@ -9,6 +9,7 @@
         "native/listener.cc",
         "native/parent.cc",
         "native/queue.cc",
+        "native/readable.cc",
         "native/reap.cc",
         "native/steering.cc",
         "native/systemd.cc"

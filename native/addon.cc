@@ -22,6 +22,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("clearCloexec", Napi::Function::New(env, reuseport::ClearCloexec, "clearCloexec"));
   exports.Set("memfdState", Napi::Function::New(env, reuseport::MemfdState, "memfdState"));
   exports.Set("waitpid", Napi::Function::New(env, reuseport::WaitPid, "waitpid"));
+  exports.Set("watchReadable", Napi::Function::New(env, reuseport::WatchReadable, "watchReadable"));
+  exports.Set("unwatchReadable", Napi::Function::New(env, reuseport::UnwatchReadable, "unwatchReadable"));
 #else
   // Only Linux balances new connections across SO_REUSEPORT listeners.
   exports.Set("supported", false);

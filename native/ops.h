@@ -19,6 +19,8 @@ Napi::Value Execve(const Napi::CallbackInfo& info);
 Napi::Value ClearCloexec(const Napi::CallbackInfo& info);
 Napi::Value MemfdState(const Napi::CallbackInfo& info);
 Napi::Value WaitPid(const Napi::CallbackInfo& info);
+Napi::Value WatchReadable(const Napi::CallbackInfo& info);
+Napi::Value UnwatchReadable(const Napi::CallbackInfo& info);
 
 // Shared argument check: a non-negative integer file descriptor.
 int FdArg(const Napi::CallbackInfo& info, size_t index);

@@ -110,6 +110,8 @@ function fakeSockets () {
   const handoffs = []
   const closed = []
   const queues = new Map()
+  // The watches an idle supervisor arms: enqueue() fires the ones on that fd, as the kernel would.
+  const watches = []
   return {
     balancer: 'reuseport',
     port: 3000,
@@ -118,6 +120,17 @@ function fakeSockets () {
     open: index => [{ fd: 100 + index, address: '127.0.0.1', family: 4, port: 3000, backlog: 511 }],
     close: listeners => { closed.push(...listeners.map(l => l.fd)) },
     queued: listeners => listeners.reduce((n, l) => n + (queues.get(l.fd) ?? 0), 0),
+    watch: (listeners, onQueued) => {
+      const w = { fds: listeners.map(l => l.fd), onQueued, armed: true }
+      watches.push(w)
+      return () => { w.armed = false }
+    },
+    /** A connection queues on fd: the armed watches on it fire once. */
+    enqueue (fd, n = 1) {
+      queues.set(fd, (queues.get(fd) ?? 0) + n)
+      for (const w of watches) if (w.armed && w.fds.includes(fd)) { w.armed = false; w.onQueued() }
+    },
+    armed: () => watches.filter(w => w.armed),
     steer: loads => { steered.push(loads.map(l => l.eligible)) },
     rebalance: () => ({ slot: null, count: 0, reason: 'fake' }),
     handoff: (listeners, target) => {

@@ -43,9 +43,21 @@ export interface NativeBinding {
   execve (path: string, argv: string[], envPairs: string[]): never
   /** An anonymous file (memfd_create) holding buffer at offset 0, without close-on-exec. */
   memfdState (buffer: Buffer): number
+  /**
+   * Calls onReadable once, on this thread, when any of fds is readable (for a
+   * listener: a connection waits in its accept queue). A thread of the addon
+   * waits in epoll_wait meanwhile; it keeps the process alive no more than
+   * an unref'd timer.
+   */
+  watchReadable (fds: number[], onReadable: () => void): ReadableWatch
+  /** Stops a watch; again, or after it fired, does nothing. */
+  unwatchReadable (watch: ReadableWatch): void
   /** Reaps a child libuv did not spawn: null while it runs. */
   waitpid (pid: number): { code: number, signal: null } | { code: null, signal: number } | null
 }
+
+/** What watchReadable() returns: only unwatchReadable() reads it. */
+export interface ReadableWatch { readonly __brand: 'ReadableWatch' }
 
 export interface SocketInfo {
   address: string

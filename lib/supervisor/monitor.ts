@@ -3,7 +3,7 @@
 // without processes), and the monitor executes them. Stalls steer a slot
 // out and back in, hangs and limits replace workers, a crash loop ends the
 // supervisor, and the balancer evens out a few long-lived connections.
-import { fullTick, tickMs } from '../common/cadence'
+import { tickMs } from '../common/cadence'
 import type { SupervisorMessage } from '../common/messages'
 import type { Context } from './context'
 import {
@@ -120,9 +120,10 @@ export interface MonitorHands {
 
 export class Monitor {
   private ticker: Ticker | null = null
-  /** The fleet idled at the last tick, and when a tick last ran in full (lib/common/cadence.ts). */
+  /** The fleet idled at the last tick (lib/common/cadence.ts). */
   private idle = false
-  private fullTickAt = 0
+  /** Stops the watch on the listening sockets that an idle fleet keeps. */
+  private unwatch: (() => void) | null = null
 
   constructor (private readonly ctx: Context, private readonly hands: MonitorHands) {}
 
@@ -132,13 +133,36 @@ export class Monitor {
 
   stop (): void {
     this.ticker?.stop()
+    this.setIdle(false)
   }
 
-  /** A worker reported busy: tick at the fast cadence from now on. */
+  /** A worker reported busy, or a connection queued: tick at the fast cadence from now on. */
   wake (): void {
     if (!this.idle) return
-    this.idle = false
+    this.setIdle(false)
     this.ticker?.wake(this.fastMs())
+  }
+
+  /**
+   * An idle fleet's supervisor ticks slowly and learns of a connection from
+   * the kernel: a watch on every listening socket, armed while it idles.
+   */
+  private setIdle (idle: boolean): void {
+    if (idle === this.idle) return
+    this.idle = idle
+    this.unwatch?.()
+    this.unwatch = null
+    if (!idle) return
+    const { table, sockets, log } = this.ctx
+    try {
+      this.unwatch = sockets.watch(table.slots.flatMap(s => s.listeners), () => {
+        log.debug('a connection queued while every worker idled: ticking fast')
+        this.wake()
+      })
+    } catch (err) {
+      // Without it a queued connection waits for the next idle tick (IDLE_TICK_MS) instead.
+      log.warn({ err }, `cannot watch the listening sockets while idle: ${(err as Error).message}`)
+    }
   }
 
   private fastMs (): number {
@@ -152,7 +176,7 @@ export class Monitor {
     const busy = this.hands.pending() > 0 || table.slots.some(s => s.worker?.state !== 'ready' || s.workers.size > 1 || s.orphaned)
     const slots = table.slots.map(s => ({ idle: (s.worker?.reportMs ?? 0) > healthMs, queued: s.stallMemory.lastQueued, stalled: s.stalled }))
     const ms = tickMs(slots, busy, this.fastMs())
-    this.idle = ms > this.fastMs()
+    this.setIdle(ms > this.fastMs())
     return ms
   }
 
@@ -182,12 +206,8 @@ export class Monitor {
   }
 
   tick (): void {
-    const { table, settings, clock, sockets } = this.ctx
+    const { table, settings } = this.ctx
     if (table.closing) return
-    // Idle: the accept queues only, unless one holds a connection.
-    const now = clock.now()
-    if (!fullTick(this.idle, now, this.fullTickAt) && !table.slots.some(s => sockets.queued(s.listeners) > 0)) return
-    this.fullTickAt = now
     const sample = this.sample()
     const limits = { ...settings, healthMs: settings.config.healthMs }
     for (const action of decide(sample, limits)) {

@@ -28,6 +28,8 @@ export interface SlotSockets {
   close: (listeners: Listener[]) => void
   /** Connections waiting in the accept queues (TCP_INFO). */
   queued: (listeners: Listener[]) => number
+  /** Calls onQueued once, when a connection waits in any of these queues; returns what stops the watch. */
+  watch: (listeners: Listener[], onQueued: () => void) => () => void
   /** Applies the steering weights the loads call for (lib/supervisor/steerer.ts). */
   steer: (loads: SlotLoad[], now: number) => void
   rebalance: (loads: SlotLoad[], now: number) => RebalanceDecision
@@ -72,6 +74,10 @@ export function reuseportSockets (binding: NativeBinding, spec: SocketSpec, log:
       return listeners
     },
     close: listeners => closeListeners(binding, listeners),
+    watch (listeners, onQueued) {
+      const watch = binding.watchReadable(listeners.map(l => l.fd), onQueued)
+      return () => binding.unwatchReadable(watch)
+    },
     queued (listeners) {
       let n = 0
       for (const l of listeners) {
@@ -106,6 +112,8 @@ export function clusterSockets (port: number): SlotSockets {
     open: () => [],
     close: () => {},
     queued: () => 0,
+    // The cluster primary accepts every connection itself: it is awake for each one.
+    watch: () => () => {},
     steer: () => {},
     rebalance: () => ({ slot: null, count: 0, reason: 'no steering' }),
     handoff: () => null,

@@ -10,7 +10,7 @@
 // 500 ms by default, 10 times the 50 ms interval) needs; a 10 ms histogram
 // (monitorEventLoopDelay) woke the loop 100 times a second to say the same.
 import type net from 'node:net'
-import { nextReportMs } from '../common/cadence'
+import { alignedDelayMs, nextReportMs } from '../common/cadence'
 import type { WorkerMessage } from '../common/messages'
 import { acceptedConnections } from '../plugin/connections'
 import type { WorkerTickets } from '../plugin/tls-keys'
@@ -41,8 +41,10 @@ export function reportHealth (server: net.Server, { healthMs, idleMs }: HealthOp
     idle = nextMs > healthMs
     const tls = tickets.handshakes()
     send({ type: 'health', delayMs: Math.max(0, now - dueAt), accepted: total, open, rss: process.memoryUsage.rss(), requests: counter.requests, tlsResumed: tls.resumed, tlsFull: tls.full, nextMs })
-    dueAt = now + nextMs
-    timer = setTimeout(report, nextMs, false)
+    // Idle: on the fleet's shared beat (the wall clock), never later than nextMs.
+    const delay = idle ? alignedDelayMs(Date.now(), nextMs) : nextMs
+    dueAt = now + delay
+    timer = setTimeout(report, delay, false)
     timer.unref()
   }
   // A connection at an idle worker: report at once, and the supervisor

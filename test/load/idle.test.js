@@ -1,18 +1,26 @@
 'use strict'
 
 // An idle fleet pays for health slowly (lib/common/cadence.ts): workers send a
-// heartbeat every few seconds and the supervisor reads only the accept
-// queues. What must still hold: a worker stalled while idle is steered out
+// heartbeat every few seconds, the supervisor ticks twice a second and a
+// thread of the addon waits for a connection on its sockets. What must still hold: a worker stalled while idle is steered out
 // once connections wait at it, and the first connections at an idle worker
 // are reported at once, not at its next heartbeat.
 const t = require('tap')
 const crypto = require('node:crypto')
+const fs = require('node:fs')
 const net = require('node:net')
 const path = require('node:path')
 const { request } = require('undici')
 const { FIXTURES, freePort, processesWith, sleep, startCli, waitFor } = require('../helpers')
 
 const app = path.join(FIXTURES, 'app.js')
+
+/** The supervisor's thread that waits for a connection while the fleet idles (native/readable.cc). */
+function watching (pid) {
+  return fs.readdirSync(`/proc/${pid}/task`).some(tid => {
+    try { return fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() === 'reuseport-idle' } catch { return false }
+  })
+}
 
 async function startIdle (t, args = []) {
   const port = await freePort()
@@ -31,9 +39,10 @@ async function startIdle (t, args = []) {
 }
 
 t.test('a worker stopped while idle is steered out once connections wait at it', async t => {
-  const { sup, port } = await startIdle(t)
+  const { sup, port } = await startIdle(t, ['-l', 'debug'])
   const [stopped, other] = sup.workerPids()
   const slot = sup.lines.find(l => l.workerPid === stopped && /serving/.test(l.msg))?.slot
+  await waitFor(() => watching(sup.child.pid), { timeout: 3000, what: 'the idle supervisor to watch its sockets' })
   process.kill(stopped, 'SIGSTOP')
   const began = Date.now()
   // New connections: the kernel hashes about half of them to the stopped worker's queue.
@@ -46,6 +55,9 @@ t.test('a worker stopped while idle is steered out once connections wait at it',
   t.match(line.msg, /stalled \(event loop silent for \d+ ms, [1-9]\d* connections queued\); steered out$/, 'for the connections waiting at it')
   // Its heartbeat is 5 s apart: silence past --stall-timeout would take 5.5 s.
   t.ok(after < 1500, `steered out ${after} ms after connections began to wait`)
+  const woke = sup.lines.findIndex(l => /^a connection queued while every worker idled/.test(l.msg))
+  t.ok(woke >= 0 && woke < sup.lines.indexOf(line), 'the watch woke the supervisor before the slot was steered out')
+  t.notOk(watching(sup.child.pid), 'and is gone: the supervisor ticks fast while a slot is stalled')
   // New connections now go to the other worker only.
   const next = await Promise.all(Array.from({ length: 10 }, () => request(`http://127.0.0.1:${port}/`, { reset: true, headersTimeout: 5000 })
     .then(async r => JSON.parse(await r.body.text()).pid)))

@@ -3,7 +3,7 @@
 // How often health is paid for (lib/common/cadence.ts), and the stall rules read
 // against an idle worker's slow heartbeat (lib/policy.ts): pure functions.
 const t = require('tap')
-const { IDLE_REPORT_MS, IDLE_TICK_MS, IDLE_FULL_TICK_MS, fullTick, idleReportMs, nextReportMs, silentMs, tickMs } = require('../../dist/lib/common/cadence')
+const { IDLE_REPORT_MS, IDLE_TICK_MS, alignedDelayMs, idleReportMs, nextReportMs, silentMs, tickMs } = require('../../dist/lib/common/cadence')
 const { stallReason, recovered, freshStallMemory } = require('../../dist/lib/supervisor/policy')
 
 t.test('nextReportMs: fast while serving or just served, the heartbeat when idle', async t => {
@@ -21,6 +21,14 @@ t.test('idleReportMs: 4 heartbeats per --worker-timeout, never below healthMs', 
   t.equal(idleReportMs(250, 400), 250)
 })
 
+t.test('alignedDelayMs: to the next multiple of the period on the wall clock, never more than the period', async t => {
+  t.equal(alignedDelayMs(1_700_000_001_234, 5000), 3766)
+  t.equal(alignedDelayMs(1_700_000_000_000, 5000), 5000, 'on a boundary: the next one')
+  t.equal(alignedDelayMs(1_700_000_004_999, 5000), 1)
+  const workers = [1_700_000_000_100, 1_700_000_002_700, 1_700_000_004_321].map(now => now + alignedDelayMs(now, 5000))
+  t.same(new Set(workers).size, 1, 'workers that went idle at different times beat together')
+})
+
 t.test('silentMs: silence past the announced cadence', async t => {
   t.equal(silentMs(10000, 9900, 50, 50), 100, 'busy: raw silence')
   t.equal(silentMs(10000, 9100, 1000, 50), -50, 'idle: a heartbeat due in 50 ms is on time')
@@ -34,13 +42,7 @@ t.test('tickMs: slow only when every slot idles with an empty queue and nothing 
   t.equal(tickMs([idle, { ...idle, queued: 1 }], false, 20), 20, 'a connection queued')
   t.equal(tickMs([idle, { ...idle, stalled: true }], false, 20), 20, 'a slot stalled')
   t.equal(tickMs([idle, idle], true, 20), 20, 'a reload or a worker starting')
-  t.equal(tickMs([idle], false, 250), 250, 'never faster than the fast cadence')
-})
-
-t.test('fullTick: busy ticks run in full; idle ones read the queues, and run in full every IDLE_FULL_TICK_MS', async t => {
-  t.ok(fullTick(false, 10000, 9990))
-  t.notOk(fullTick(true, 10000, 10000 - IDLE_FULL_TICK_MS + 1))
-  t.ok(fullTick(true, 10000, 10000 - IDLE_FULL_TICK_MS))
+  t.equal(tickMs([idle], false, 600), 600, 'never faster than the fast cadence')
 })
 
 const limits = { stallTimeout: 500, stallQueue: 32, healthMs: 50 }

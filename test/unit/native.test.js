@@ -242,3 +242,61 @@ t.test('setParentDeathSignal: a SIGKILLed parent takes its child with it', async
   if (alive) process.kill(Number(pid), 'SIGKILL')
   t.notOk(alive, 'the child got SIGTERM and exited')
 })
+
+const threads = () => require('node:fs').readdirSync('/proc/self/task').length
+
+t.test('watchReadable calls back once when a connection queues, on any of its sockets; unwatchReadable stops it', async t => {
+  const a = binding.createListener('127.0.0.1', 0, 16, false)
+  const b = binding.createListener('127.0.0.1', a.port, 16, false)
+  const fds = fdCount()
+  const tasks = threads()
+  let calls = 0
+  const watch = binding.watchReadable([a.fd, b.fd], () => { calls++ })
+  t.equal(threads(), tasks + 1, 'one thread waits')
+  await sleep(100)
+  t.equal(calls, 0, 'nothing queued: no call')
+  const c = net.connect(a.port, '127.0.0.1')
+  await waitFor(() => calls === 1, { what: 'the watch to fire' })
+  await waitFor(() => threads() === tasks, { what: 'its thread to end' })
+  const d = net.connect(a.port, '127.0.0.1')
+  await sleep(100)
+  t.equal(calls, 1, 'once only')
+  binding.unwatchReadable(watch)
+  binding.unwatchReadable(watch)
+  t.equal(fdCount(), fds + 2, 'its epoll and eventfd closed (the 2 clients are open)')
+
+  // Connections wait: its thread may see them before the stop, and must not call then either.
+  const stopped = binding.watchReadable([a.fd], () => { calls++ })
+  binding.unwatchReadable(stopped)
+  t.equal(threads(), tasks, 'a stopped watch leaves no thread')
+  await sleep(100)
+  t.equal(calls, 1, 'and never calls, though connections wait')
+  t.equal(fdCount(), fds + 2)
+  // 200 arm/stop cycles: no fd or thread left behind.
+  for (let i = 0; i < 200; i++) binding.unwatchReadable(binding.watchReadable([a.fd, b.fd], () => {}))
+  t.equal(fdCount(), fds + 2, 'no fd leaked over 200 watches')
+  t.equal(threads(), tasks, 'no thread leaked over 200 watches')
+  c.destroy()
+  d.destroy()
+  await waitFor(() => fdCount() === fds, { what: 'the clients closed' })
+  binding.close(a.fd)
+  binding.close(b.fd)
+})
+
+t.test('watchReadable validates its arguments and leaks no fd on an error', async t => {
+  const l = binding.createListener('127.0.0.1', 0, 16, false)
+  const before = fdCount()
+  const tasks = threads()
+  t.throws(() => binding.watchReadable(l.fd, () => {}), { code: 'ERR_INVALID_ARG_TYPE', name: 'TypeError' })
+  t.throws(() => binding.watchReadable([l.fd, 'x'], () => {}), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => binding.watchReadable([-1], () => {}), { code: 'ERR_OUT_OF_RANGE', message: /fds\[0\]/ })
+  t.throws(() => binding.watchReadable([1.5], () => {}), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => binding.watchReadable([l.fd], null), { code: 'ERR_INVALID_ARG_TYPE', message: /callback/ })
+  // The second fd is closed: the epoll set already holds the first, and all of it is released.
+  t.throws(() => binding.watchReadable([l.fd, 987654], () => {}), { code: 'EBADF', errno: -9, syscall: 'epoll_ctl' })
+  t.throws(() => binding.unwatchReadable({}), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => binding.unwatchReadable(undefined), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.equal(fdCount(), before, 'no fd leaked')
+  t.equal(threads(), tasks, 'no thread started')
+  binding.close(l.fd)
+})

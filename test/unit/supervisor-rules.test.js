@@ -132,6 +132,43 @@ t.test('a stalled worker is steered out, and back in once it reports again', asy
   await closed(f)
 })
 
+t.test('an idle fleet ticks slowly, watches its sockets, and a queued connection wakes it', async t => {
+  const f = await opened({ stallTimeout: 500 }, 2)
+  await f.clock.advance(6000)
+  const idle = () => { for (const p of f.spawned) p.health({ nextMs: 5000 }) }
+  idle()
+  await f.clock.advance(20)
+  t.equal(f.sockets.armed().length, 1, 'one watch, armed once every slot idles')
+  t.same(f.sockets.armed()[0].fds, [100, 101], 'on every slot\'s sockets')
+  const ticks = f.sockets.steered.length
+  await f.clock.advance(2000)
+  t.equal(f.sockets.steered.length - ticks, 4, 'a tick every 500 ms while idle')
+  // Slot 0's worker stalled while idle: it will not report the connection.
+  f.sockets.enqueue(100)
+  t.equal(f.sockets.armed().length, 0, 'the watch is gone once it fired')
+  for (let ms = 0; ms < 200; ms += 20) {
+    f.spawned[1].health({ nextMs: 5000 })
+    await f.clock.advance(20)
+  }
+  t.equal(f.supervisor.slots()[0].state, 'stalled', 'steered out within 200 ms of the connection, not at a slow tick')
+  t.same(f.sockets.steered.at(-1), [false, true])
+  f.sockets.queues.set(100, 0)
+  for (let i = 0; i < 5; i++) {
+    for (const p of f.spawned) p.health({ nextMs: 5000 })
+    await f.clock.advance(20)
+  }
+  t.equal(f.supervisor.slots()[0].state, 'ready', 'back once it reports')
+  await f.clock.advance(20)
+  t.equal(f.sockets.armed().length, 1, 'and the idle fleet watches again')
+  f.spawned[0].health({ nextMs: 50 })
+  await f.clock.advance(0)
+  t.equal(f.sockets.armed().length, 0, 'a busy worker disarms it')
+  idle()
+  await f.clock.advance(20)
+  await closed(f)
+  t.equal(f.sockets.armed().length, 0, 'and so does shutdown')
+})
+
 t.test('operations run one at a time, in order', async t => {
   const f = await opened({}, 2)
   f.scripts.push('hang')
