@@ -148,8 +148,9 @@ async function launchWatt ({ port, workers }) {
   const runtime = {
     $schema: `https://schemas.platformatic.dev/wattpm/${installedVersion(prefix, 'wattpm')}.json`,
     server: { hostname: '127.0.0.1', port },
-    // The level fastify-reuseport and fastify-cli give an app: fatal.
-    logger: { level: 'fatal' },
+    // The level fastify-reuseport and fastify-cli give an app: fatal. BENCH_WATT_LOG=info
+    // shows Watt's own lines (a worker's exit code, its restart) in output().
+    logger: { level: process.env.BENCH_WATT_LOG ?? 'fatal' },
     workers,
     managementApi: true,
     entrypoint: 'app',

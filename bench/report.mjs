@@ -84,7 +84,7 @@ export function renderMarkdown (results) {
     lines.push(`| ${r.app} | ${r.conn} | ${r.mode} | ${fmt(r.rps)} | ${fmt(r.p50ms, 2)} | ${fmt(r.p99ms, 2)} | ${fmt(r.maxms, 1)} | ${r.shares.map(pct).join(' / ')} | ${r.failed} | ${fmt(r.readyMs)} |`)
   }
   if (results.restarts.length > 0) {
-    lines.push('', `| rolling restarts (${results.workers} workers), median of ${results.reps} | connections | steady req/s | one restart in ${results.seconds} s | restart took | back to back | failed (all runs) |`, '| --- | --- | ---: | ---: | ---: | ---: | ---: |')
+    lines.push('', `| rolling restarts (${results.workers} workers), median of ${results.restartReps ?? results.reps} | connections | steady req/s | one restart in ${results.seconds} s | restart took | back to back | failed in one restart, each run | failed (all runs) |`, '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
     const groups = new Map()
     for (const r of results.restarts) {
       const key = `${r.mode}|${r.conn}`
@@ -93,7 +93,7 @@ export function renderMarkdown (results) {
     }
     for (const rs of groups.values()) {
       const m = f => median(rs.map(f))
-      lines.push(`| ${rs[0].mode} | ${rs[0].conn} | ${fmt(m(r => r.steadyRps))} | ${fmt(m(r => r.onceRps))} (${pct(m(r => r.onceRatio))}) | ${fmt(m(r => r.reloadMs))} ms | ${fmt(m(r => r.backToBackRps))} (${pct(m(r => r.backToBackRatio))}) | ${rs.reduce((a, r) => a + r.failed, 0)} |`)
+      lines.push(`| ${rs[0].mode} | ${rs[0].conn} | ${fmt(m(r => r.steadyRps))} | ${fmt(m(r => r.onceRps))} (${pct(m(r => r.onceRatio))}) | ${fmt(m(r => r.reloadMs))} ms | ${fmt(m(r => r.backToBackRps))} (${pct(m(r => r.backToBackRatio))}) | ${rs.map(r => r.onceFailed ?? 'n/a').join(' / ')} | ${rs.reduce((a, r) => a + r.failed, 0)} |`)
     }
   }
   const frp = s.filter(r => r.mode === 'fastify-reuseport')
