@@ -79,6 +79,10 @@ export function peerVersions () {
   return v
 }
 
+function cmdline (pid) {
+  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') } catch { return '' }
+}
+
 /** Resolves once GET / answers 200 `times` times in a row. */
 async function answers (port, timeoutMs = 30000) {
   const until = Date.now() + timeoutMs
@@ -124,7 +128,10 @@ async function launchPm2 ({ port, workers }) {
     command: `PM2_HOME=<tmp> pm2 start bench/servers/single.js -i ${workers} --name bench`,
     output: () => '',
     supervisorPid: daemon,
-    workerPids: () => childrenOf(daemon),
+    // The daemon's workers only: it also forks short-lived helpers (one, with
+    // an empty cmdline, was counted as a replaced worker in a crash run).
+    // A worker shows the app (its title) or, while booting, PM2's ProcessContainer.js.
+    workerPids: () => childrenOf(daemon).filter(pid => /single\.js|ProcessContainer/.test(cmdline(pid))),
     async reload () { await cli(['reload', 'bench']) },
     async stop () {
       await cli(['kill']).catch(() => {})
