@@ -105,6 +105,7 @@ const lines = [
     return `| ${s.name} | ${row.join(' | ')} |`
   })
 ]
+lines.push('', 'failed: non-2xx responses and wrk socket errors (connect, read, write, timeout). wrk counts a write error for every refused reconnect, so with no worker listening at all, failed can exceed the requests completed.')
 const peers = modes.filter(m => PEERS.has(m))
 if (peers.length > 0) lines.push('', `Peers: ${JSON.stringify(peerVersions())}`)
 lines.push('', `Node ${process.version}; \`node bench/crash.mjs ${process.argv.slice(2).join(' ')}\``)
