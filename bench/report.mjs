@@ -72,7 +72,9 @@ export function renderMarkdown (results) {
   const lines = []
   lines.push(`Measured ${results.date.slice(0, 10)} on ${results.machine.cpus} × ${results.machine.model}, Linux ${results.machine.kernel}, ` +
     `Node ${[results.versions.node20, results.versions.node22, results.versions.node24].filter(Boolean).join(', ')}, ${results.versions.wrk}. ` +
-    `${results.workers} workers; client \`${results.client}\` on the same machine; median of ${results.reps} interleaved runs of ${results.seconds} s.`)
+    `${results.workers} workers; client \`${results.client}\` on the same machine; ` +
+    // --reps 0: a restart-only run (bench/results/peers-restart/).
+    (results.runs.length > 0 ? `median of ${results.reps} interleaved runs of ${results.seconds} s.` : `restart runs only, ${results.restartReps} of ${results.seconds} s.`))
   lines.push('', `Command: \`${results.command}\``, '')
   lines.push('| goal | target | measured |', '| --- | --- | --- |')
   for (const [name, target, value, kind] of ratios(results)) {
