@@ -79,6 +79,10 @@ export function peerVersions () {
   return v
 }
 
+function cmdline (pid) {
+  try { return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') } catch { return '' }
+}
+
 /** Resolves once GET / answers 200 `times` times in a row. */
 async function answers (port, timeoutMs = 30000) {
   const until = Date.now() + timeoutMs
@@ -124,7 +128,10 @@ async function launchPm2 ({ port, workers }) {
     command: `PM2_HOME=<tmp> pm2 start bench/servers/single.js -i ${workers} --name bench`,
     output: () => '',
     supervisorPid: daemon,
-    workerPids: () => childrenOf(daemon),
+    // The daemon's workers only: it also forks short-lived helpers (one, with
+    // an empty cmdline, was counted as a replaced worker in a crash run).
+    // A worker shows the app (its title) or, while booting, PM2's ProcessContainer.js.
+    workerPids: () => childrenOf(daemon).filter(pid => /single\.js|ProcessContainer/.test(cmdline(pid))),
     async reload () { await cli(['reload', 'bench']) },
     async stop () {
       await cli(['kill']).catch(() => {})
@@ -148,14 +155,19 @@ async function launchWatt ({ port, workers }) {
   const runtime = {
     $schema: `https://schemas.platformatic.dev/wattpm/${installedVersion(prefix, 'wattpm')}.json`,
     server: { hostname: '127.0.0.1', port },
-    // The level fastify-reuseport and fastify-cli give an app: fatal.
-    logger: { level: 'fatal' },
+    // The level fastify-reuseport and fastify-cli give an app: fatal. BENCH_WATT_LOG=info
+    // shows Watt's own lines (a worker's exit code, its restart) in output().
+    logger: { level: process.env.BENCH_WATT_LOG ?? 'fatal' },
     workers,
     managementApi: true,
     entrypoint: 'app',
     applications: [{ id: 'app', path: './app' }]
   }
   fs.writeFileSync(path.join(dir, 'watt.json'), JSON.stringify(runtime, null, 2))
+  // wattpm restart <pid> finds the runtime through its metadata, which the
+  // runtime reads from <root>/package.json (runtime.js #getRuntimePackageJson):
+  // without one the API answers 500 ENOENT and wattpm "Cannot find a matching runtime".
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'bench-watt', version: '1.0.0', private: true }))
   fs.writeFileSync(path.join(appDir, 'watt.json'), JSON.stringify({ $schema: `https://schemas.platformatic.dev/@platformatic/node/${installedVersion(prefix, '@platformatic/node')}.json` }))
   fs.writeFileSync(path.join(appDir, 'package.json'), JSON.stringify({ name: 'app', main: 'index.js' }))
   fs.writeFileSync(path.join(appDir, 'index.js'), `'use strict'
@@ -184,6 +196,12 @@ module.exports.create = function create () {
     supervisorPid: null,
     workerPids: () => [proc.pid, ...childrenOf(proc.pid)],
     threads: true,
+    // The worker threads, named <application>:<index> (app:0, app:1; a
+    // replacement takes the next index): what the crash scenario counts.
+    workerTids: () => appThreads(proc.pid),
+    // POST /api/v1/restart over the management API socket: the runtime
+    // answers once every worker was replaced, so the command's exit is the end
+    // of the restart (seen: app:0, app:1 became app:2, app:3 before it returned).
     async reload () { await run(NODE24, [watt, 'restart', String(proc.pid)], { cwd: dir }) },
     async stop () {
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -195,6 +213,17 @@ module.exports.create = function create () {
       fs.rmSync(dir, { recursive: true, force: true })
       await sleep(200)
     }
+  }
+}
+
+/** Thread ids of Watt's application worker threads (comm "app:<n>") in a runtime process. */
+function appThreads (pid) {
+  try {
+    return fs.readdirSync(`/proc/${pid}/task`).filter(tid => {
+      try { return /^app:\d+$/.test(fs.readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim()) } catch { return false }
+    }).map(Number)
+  } catch {
+    return []
   }
 }
 

@@ -72,7 +72,9 @@ export function renderMarkdown (results) {
   const lines = []
   lines.push(`Measured ${results.date.slice(0, 10)} on ${results.machine.cpus} × ${results.machine.model}, Linux ${results.machine.kernel}, ` +
     `Node ${[results.versions.node20, results.versions.node22, results.versions.node24].filter(Boolean).join(', ')}, ${results.versions.wrk}. ` +
-    `${results.workers} workers; client \`${results.client}\` on the same machine; median of ${results.reps} interleaved runs of ${results.seconds} s.`)
+    `${results.workers} workers; client \`${results.client}\` on the same machine; ` +
+    // --reps 0: a restart-only run (bench/results/peers-restart/).
+    (results.runs.length > 0 ? `median of ${results.reps} interleaved runs of ${results.seconds} s.` : `restart runs only, ${results.restartReps} of ${results.seconds} s.`))
   lines.push('', `Command: \`${results.command}\``, '')
   lines.push('| goal | target | measured |', '| --- | --- | --- |')
   for (const [name, target, value, kind] of ratios(results)) {
@@ -84,7 +86,7 @@ export function renderMarkdown (results) {
     lines.push(`| ${r.app} | ${r.conn} | ${r.mode} | ${fmt(r.rps)} | ${fmt(r.p50ms, 2)} | ${fmt(r.p99ms, 2)} | ${fmt(r.maxms, 1)} | ${r.shares.map(pct).join(' / ')} | ${r.failed} | ${fmt(r.readyMs)} |`)
   }
   if (results.restarts.length > 0) {
-    lines.push('', `| rolling restarts (${results.workers} workers), median of ${results.reps} | connections | steady req/s | one restart in ${results.seconds} s | restart took | back to back | failed (all runs) |`, '| --- | --- | ---: | ---: | ---: | ---: | ---: |')
+    lines.push('', `| rolling restarts (${results.workers} workers), median of ${results.restartReps ?? results.reps} | connections | steady req/s | one restart in ${results.seconds} s | restart took | back to back | failed in one restart, each run | failed (all runs) |`, '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |')
     const groups = new Map()
     for (const r of results.restarts) {
       const key = `${r.mode}|${r.conn}`
@@ -93,7 +95,7 @@ export function renderMarkdown (results) {
     }
     for (const rs of groups.values()) {
       const m = f => median(rs.map(f))
-      lines.push(`| ${rs[0].mode} | ${rs[0].conn} | ${fmt(m(r => r.steadyRps))} | ${fmt(m(r => r.onceRps))} (${pct(m(r => r.onceRatio))}) | ${fmt(m(r => r.reloadMs))} ms | ${fmt(m(r => r.backToBackRps))} (${pct(m(r => r.backToBackRatio))}) | ${rs.reduce((a, r) => a + r.failed, 0)} |`)
+      lines.push(`| ${rs[0].mode} | ${rs[0].conn} | ${fmt(m(r => r.steadyRps))} | ${fmt(m(r => r.onceRps))} (${pct(m(r => r.onceRatio))}) | ${fmt(m(r => r.reloadMs))} ms | ${fmt(m(r => r.backToBackRps))} (${pct(m(r => r.backToBackRatio))}) | ${rs.map(r => r.onceFailed ?? 'n/a').join(' / ')} | ${rs.reduce((a, r) => a + r.failed, 0)} |`)
     }
   }
   const frp = s.filter(r => r.mode === 'fastify-reuseport')

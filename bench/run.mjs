@@ -93,7 +93,8 @@ async function restartRun (mode, close) {
   const reload = async () => {
     const before = server.output().length
     const started = Date.now()
-    // PM2 and Watt: their own zero-downtime reload (pm2 reload, wattpm restart), done when the command returns.
+    // PM2 and Watt: their own zero-downtime reload (pm2 reload, wattpm restart), done when the command
+    // returns: pm2 once every worker was replaced, wattpm once the runtime answered POST /api/v1/restart.
     if (server.reload) await server.reload()
     else {
       server.proc.kill('SIGHUP')
@@ -125,6 +126,9 @@ async function restartRun (mode, close) {
       backToBackRps: during.rps,
       backToBackRatio: during.rps / steady.rps,
       reloads,
+      // Apart: one reload's cost, and the back-to-back window's (a reload always in progress).
+      onceFailed: failed(once),
+      backToBackFailed: failed(during),
       failed: failed(once) + failed(during)
     }
     log(`restart ${mode.padEnd(18)} ${run.conn.padEnd(9)} one restart (${reloadMs} ms) in ${seconds} s: ${(run.onceRatio * 100).toFixed(1)}%; back to back: ${(run.backToBackRatio * 100).toFixed(1)}%, ${reloads} reloads; failed ${run.failed}`)
@@ -166,11 +170,12 @@ const results = {
   date: new Date().toISOString(),
   machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? 'unknown', kernel: os.release(), memoryGb: Math.round(os.totalmem() / 2 ** 30) },
   versions: { ...versions, wrk: wrkVersion },
-  command: `node bench/run.mjs --seconds ${seconds} --reps ${reps}${values.modes ? ` --modes ${values.modes}` : ''}`,
+  command: `node bench/run.mjs --seconds ${seconds} --reps ${reps}${values['restart-reps'] ? ` --restart-reps ${restartReps}` : ''}${values.modes ? ` --modes ${values.modes}` : ''}`,
   client: `wrk -t1 -c64 -d${seconds}s --latency -s bench/pids.lua [-H 'Connection: close']`,
   workers,
   seconds,
   reps,
+  restartReps,
   runs,
   restarts
 }

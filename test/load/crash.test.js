@@ -23,5 +23,8 @@ t.test('bench/crash.mjs --smoke: uncaught exceptions fail 0 requests', { skip: !
     t.equal(r.failed, 0, `${r.scenario}: 0 failed (${JSON.stringify({ non2xx: r.non2xx, ...r.errors })})`)
     t.same(r.crashAnswers, Array(r.crashes).fill(200), `${r.scenario}: each crash request answered`)
     t.equal(r.stacksLogged, r.crashes, `${r.scenario}: each error logged once, with its stack`)
+    t.equal(r.workersReplaced, r.crashes, `${r.scenario}: each crash replaced its worker`)
   }
+  const md = fs.readFileSync(path.join(out, 'crash-smoke.md'), 'utf8')
+  t.match(md, /\| keep-alive, 3 crashes \| 0 of \d+ \(3\) \|/, 'the markdown table: failed of requests, (workers replaced)')
 })
