@@ -82,7 +82,7 @@ for (let rep = 0; rep < reps; rep++) {
   }
 }
 const median = xs => pct(xs, 50)
-const md = [`Stalled worker: 2 workers, open-loop load of ${rate} new connections/s for ${seconds} s, one worker blocks its event loop for ${blockMs / 1000} s at t = 2 s; median of ${reps} interleaved runs. Command: \`node bench/stall.mjs${values.smoke ? ' --smoke' : ''}\`.`, '',
+const md = [`Stalled worker: 2 workers, open-loop load of ${rate} new connections/s for ${seconds} s, one worker blocks its event loop for ${blockMs / 1000} s at t = 2 s; median of ${reps} interleaved runs. Command: \`${process.env.BENCH_BEFORE ? 'BENCH_BEFORE=<main checkout> ' : ''}node bench/stall.mjs${values.smoke ? ' --smoke' : ` --reps ${reps}`}\`.`, '',
   '| mode | p50 ms | p99 ms | max ms | requests started during the block taking > 500 ms | errors |', '| --- | ---: | ---: | ---: | ---: | ---: |']
 for (const [label] of modes) {
   const rs = rows.filter(r => r.label === label)
