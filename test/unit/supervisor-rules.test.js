@@ -169,6 +169,25 @@ t.test('an idle fleet ticks slowly, watches its sockets, and a queued connection
   t.equal(f.sockets.armed().length, 0, 'and so does shutdown')
 })
 
+t.test('an idle fleet still replaces a worker silent past --worker-timeout within the timeout + 1 s', async t => {
+  const workerTimeout = 8000
+  const f = await opened({ workerTimeout }, 2)
+  const beat = f.settings.config.heartbeatMs
+  t.equal(beat, 2000, 'the idle heartbeat is a quarter of --worker-timeout')
+  await f.clock.advance(6000)
+  const replaced = []
+  f.supervisor.on('replace', e => replaced.push({ ...e, at: f.clock.now() }))
+  for (const p of f.spawned) p.health({ nextMs: beat })
+  const silentFrom = f.clock.now() // slot 0's worker sends nothing from here on
+  for (let ms = 0; ms < workerTimeout + 1000; ms += beat / 4) {
+    if (ms % beat === 0) f.spawned[1].health({ nextMs: beat })
+    await f.clock.advance(beat / 4)
+  }
+  t.match(replaced, [{ slot: 0, reason: 'hung' }], 'replaced as hung')
+  t.ok(replaced[0].at - silentFrom <= workerTimeout + 1000, `after ${replaced[0].at - silentFrom} ms of silence`)
+  await closed(f)
+})
+
 t.test('operations run one at a time, in order', async t => {
   const f = await opened({}, 2)
   f.scripts.push('hang')
