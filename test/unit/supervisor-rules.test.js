@@ -171,7 +171,8 @@ t.test('an idle fleet ticks slowly, watches its sockets, and a queued connection
 
 t.test('an idle fleet still replaces a worker silent past --worker-timeout within the timeout + 1 s', async t => {
   const workerTimeout = 8000
-  const f = await opened({ workerTimeout }, 2)
+  // No stall steering: a silent worker is not stalled first, so nothing but the idle tick sees it.
+  const f = await opened({ workerTimeout, stallTimeout: 0 }, 2)
   const beat = f.settings.config.heartbeatMs
   t.equal(beat, 2000, 'the idle heartbeat is a quarter of --worker-timeout')
   await f.clock.advance(6000)
