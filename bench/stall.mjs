@@ -4,7 +4,7 @@
 // stall-aware steering on and off, Node 22's core reusePort and cluster
 // round-robin. Writes bench/results/stall.{json,md}.
 //
-//   node bench/stall.mjs [--rate 300] [--reps 3] [--out dir] [--smoke]
+//   node bench/stall.mjs [--rate 300] [--reps 3] [--block-ms 2000] [--out dir] [--smoke]
 import fs from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
@@ -15,13 +15,14 @@ const { values } = parseArgs({
   options: {
     rate: { type: 'string', default: '300' },
     reps: { type: 'string', default: '3' },
+    'block-ms': { type: 'string', default: '2000' },
     out: { type: 'string', default: path.join(ROOT, 'bench', 'results') },
     smoke: { type: 'boolean', default: false }
   }
 })
 const rate = Number(values.rate)
 const reps = values.smoke ? 1 : Number(values.reps)
-const blockMs = 2000
+const blockMs = Number(values['block-ms'])
 const seconds = 6
 const log = msg => process.stderr.write(msg + '\n')
 
@@ -82,7 +83,7 @@ for (let rep = 0; rep < reps; rep++) {
   }
 }
 const median = xs => pct(xs, 50)
-const md = [`Stalled worker: 2 workers, open-loop load of ${rate} new connections/s for ${seconds} s, one worker blocks its event loop for ${blockMs / 1000} s at t = 2 s; median of ${reps} interleaved runs. Command: \`${process.env.BENCH_BEFORE ? 'BENCH_BEFORE=<main checkout> ' : ''}node bench/stall.mjs${values.smoke ? ' --smoke' : ` --reps ${reps}`}\`.`, '',
+const md = [`Stalled worker: 2 workers, open-loop load of ${rate} new connections/s for ${seconds} s, one worker blocks its event loop for ${blockMs / 1000} s at t = 2 s; median of ${reps} interleaved runs. Command: \`${process.env.BENCH_BEFORE ? 'BENCH_BEFORE=<main checkout> ' : ''}node bench/stall.mjs${values.smoke ? ' --smoke' : ` --reps ${reps}`}${blockMs !== 2000 ? ` --block-ms ${blockMs}` : ''}\`.`, '',
   '| mode | p50 ms | p99 ms | max ms | requests started during the block taking > 500 ms | errors |', '| --- | ---: | ---: | ---: | ---: | ---: |']
 for (const [label] of modes) {
   const rs = rows.filter(r => r.label === label)
